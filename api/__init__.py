@@ -1,0 +1,1 @@
+"""The HTTP face of the model: a FastAPI app with thin routers over `twin` and `tiles`."""

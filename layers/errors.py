@@ -1,0 +1,76 @@
+"""Errors raised while reading sources; each names the file and, where known, the feature."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "SourceError",
+    "SourceNotFound",
+    "UnknownFormat",
+    "MissingCRS",
+    "UnsupportedCRS",
+    "InvalidGeometry",
+    "WrongGeometryType",
+    "EmptySource",
+    "SpecError",
+    "InvalidRaster",
+    "InvalidAttribute",
+]
+
+
+class SourceError(Exception):
+    """A source file cannot become a model layer; says which file and why."""
+
+    def __init__(self, path: str | Path | None, message: str) -> None:
+        self.path = str(path) if path is not None else None
+        self.message = message
+        super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+class SourceNotFound(SourceError):
+    """The file does not exist."""
+
+
+class UnknownFormat(SourceError):
+    """The file is not in a format we can read."""
+
+
+class MissingCRS(SourceError):
+    """The source has no CRS and none was given with --crs."""
+
+
+class UnsupportedCRS(SourceError):
+    """The CRS is not one the model can use for this purpose."""
+
+
+class InvalidGeometry(SourceError):
+    """A feature's geometry is missing, empty or cannot be repaired."""
+
+    def __init__(self, path: str | Path | None, message: str, feature_index: int | None = None) -> None:
+        self.feature_index = feature_index
+        super().__init__(path, message)
+
+
+class WrongGeometryType(InvalidGeometry):
+    """A feature's geometry type does not fit the layer kind (a point in a pipe layer)."""
+
+
+class EmptySource(SourceError):
+    """The source holds no features."""
+
+
+class SpecError(SourceError):
+    """A layer spec is malformed or names a column that the source does not have."""
+
+
+class InvalidRaster(SourceError):
+    """A raster cannot be used as a DEM."""
+
+
+class InvalidAttribute(SourceError):
+    """A feature's attribute cannot be read as its canonical field (a diameter of 'big')."""
+
+    def __init__(self, path: str | Path | None, message: str, feature_index: int | None = None) -> None:
+        self.feature_index = feature_index
+        super().__init__(path, message)

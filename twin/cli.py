@@ -1,0 +1,193 @@
+"""The `twin` command line: one command per step from GIS files to a served city model."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from layers.errors import SourceError
+from twin.errors import TwinError
+
+app = typer.Typer(help="twin: a city information model fusing BIM and GIS.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+sheets_app = typer.Typer(help="Standard large-scale map sheet grids.", no_args_is_help=True)
+app.add_typer(sheets_app, name="sheets")
+
+out = Console()
+err = Console(stderr=True)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Print a model error as one clear line and exit 1, instead of a traceback."""
+    try:
+        yield
+    except (TwinError, SourceError, ValueError) as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str, int | None], Callable[[int], None]] | None]:
+    if not enabled:
+        yield None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=False) as bar:
+        def factory(description: str, total: int | None) -> Callable[[int], None]:
+            task = bar.add_task(description, total=total)
+            return lambda n: bar.advance(task, n)
+        yield factory
+
+
+@app.command()
+def init(
+    city: Annotated[Path, typer.Argument(help="Folder of the city workspace (created if missing).")],
+    crs: Annotated[str, typer.Option("--crs", help="The city's metric CRS, e.g. EPSG:4549.")],
+    name: Annotated[Optional[str], typer.Option("--name", help="Display name (default: the folder's name).")] = None,
+) -> None:
+    """Create a city workspace with its metric CRS."""
+    from twin.workspace import City
+
+    with _errors():
+        c = City.init(city, crs, name=name)
+    out.print(f"created city [bold]{c.name}[/] in {city} ({c.crs.to_string()}, {c.crs.name})")
+
+
+@app.command()
+def ingest(
+    city: Annotated[Path, typer.Argument(help="The city workspace folder.")],
+    file: Annotated[Path, typer.Argument(help="GeoJSON, GeoPackage, Shapefile (.shp or .zip), FlatGeobuf, or a GeoTIFF DEM.")],
+    kind: Annotated[Optional[str], typer.Option("--kind", help="Layer kind: building, pipe, sensor, map_sheet, dem, ...")] = None,
+    layer: Annotated[Optional[str], typer.Option("--layer", help="Layer name (default: the kind).")] = None,
+    crs: Annotated[Optional[str], typer.Option("--crs", help="The source's CRS, for files without one (or with a wrong one).")] = None,
+    spec: Annotated[Optional[Path], typer.Option("--spec", help="Layer spec (TOML/JSON) mapping source columns to fields.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Ingest a file as a layer, replacing the layer of that name atomically."""
+    from twin.workspace import City
+
+    with _errors():
+        c = City.open(city)
+        with _progress(not quiet and sys.stderr.isatty()) as progress:
+            record = c.ingest(file, kind, layer=layer, crs=crs, spec=spec, progress=progress)
+    out.print(f"layer [bold]{record.name}[/] ({record.kind}): {record.feature_count} "
+              f"{'cells' if record.kind == 'dem' else 'features'}, version {record.version}")
+    for note in record.notes:
+        out.print(f"  - {note}", highlight=False)
+
+
+@app.command()
+def layers(
+    city: Annotated[Path, typer.Argument(help="The city workspace folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the catalogue as JSON.")] = False,
+) -> None:
+    """List the layer catalogue."""
+    from twin.workspace import City
+
+    with _errors():
+        records = City.open(city).layers()
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in records], indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"layers of {city}")
+    for col in ("name", "kind", "features", "geometry", "bounds (city CRS)", "version", "updated", "source"):
+        table.add_column(col)
+    for r in records:
+        bounds = ", ".join(f"{v:.1f}" for v in r.bounds) if r.bounds else ""
+        table.add_row(r.name, r.kind, str(r.feature_count), r.geometry_type or "", bounds, str(r.version),
+                      r.updated or "", Path(r.source).name if r.source else "")
+    out.print(table)
+
+
+@app.command()
+def ground(
+    city: Annotated[Path, typer.Argument(help="The city workspace folder.")],
+    x: Annotated[float, typer.Argument(help="Easting (or longitude with --crs EPSG:4326).")],
+    y: Annotated[float, typer.Argument(help="Northing (or latitude).")],
+    crs: Annotated[Optional[str], typer.Option("--crs", help="CRS of x and y (default: the city CRS).")] = None,
+) -> None:
+    """Print the ground elevation at a point, sampled from the city's DEM."""
+    import numpy as np
+    from pyproj import Transformer
+
+    from layers.vector import parse_crs
+    from twin.workspace import City
+
+    with _errors():
+        c = City.open(city)
+        if crs:
+            x, y = Transformer.from_crs(parse_crs(crs), c.crs, always_xy=True).transform(x, y)
+        z = float(c.ground_z(np.array([x]), np.array([y]))[0])
+    if np.isnan(z):
+        err.print(f"no ground elevation at ({x:.2f}, {y:.2f}): outside the DEM or no DEM in the city")
+        raise typer.Exit(1)
+    typer.echo(f"{z:.3f}")
+
+
+@sheets_app.command("grid")
+def sheets_grid(
+    city: Annotated[Path, typer.Argument(help="The city workspace folder.")],
+    scale: Annotated[int, typer.Option("--scale", help="500, 1000 or 2000.")] = 1000,
+    area: Annotated[Optional[str], typer.Option("--area", help="Layer whose extent to cover (default: planning_area, else all layers).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--out", help="Write the grid to this file (GeoPackage/GeoJSON/FlatGeobuf).")] = None,
+) -> None:
+    """Generate the standard sheet grid over an area, named by south-west corners in km."""
+    from twin.sheets import sheet_grid
+    from twin.workspace import City
+
+    with _errors():
+        c = City.open(city)
+        records = c.layers()
+        chosen = [r for r in records if r.name == (area or "planning_area")] or ([] if area else records)
+        if not chosen:
+            raise TwinError(f"no layer {area!r} to cover" if area else "the city has no layers to cover")
+        xs = [r.bounds for r in chosen if r.bounds]
+        bounds = (min(b[0] for b in xs), min(b[1] for b in xs), max(b[2] for b in xs), max(b[3] for b in xs))
+        grid = sheet_grid(bounds, scale, crs=c.crs)
+        if area or any(r.name == "planning_area" for r in chosen):
+            shape = c.features(chosen[0].name).union_all()
+            grid = grid[grid.intersects(shape)]
+    if output:
+        grid.to_file(output)
+        out.print(f"wrote {len(grid)} sheets of 1:{scale} to {output}")
+    else:
+        for sheet in grid["sheet_id"]:
+            typer.echo(sheet)
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 8000,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Build the demo cities and stop.")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo cities.")] = Path("demo-city"),
+) -> None:
+    """Build the demo cities (a Yantai district, and KY4 from the shared real data) and serve them."""
+    from twin.demo import build_demo
+
+    with _errors(), _progress(sys.stderr.isatty()) as progress:
+        cities = build_demo(out_dir, progress=progress)
+    for name, c in cities.items():
+        out.print(f"[bold]{name}[/]: {c.root} with {len(c.layers())} layers")
+    if no_serve:
+        return
+    try:
+        from api.app import serve  # arrives with the tile/feature API
+    except ImportError:
+        err.print("the tile/feature API is not in this version yet; the demo cities are built "
+                  f"(inspect them with `twin layers {out_dir}/yantai`)")
+        raise typer.Exit(0) from None
+    serve(cities["yantai"].root, port=port)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,42 @@
+"""CRS policy: one metric projected CRS per city for every length and area; WGS 84 for the web."""
+
+from __future__ import annotations
+
+from pyproj import CRS
+
+from layers.vector import parse_crs
+from twin.errors import UnsupportedCRS
+
+__all__ = ["WGS84", "WEB_MERCATOR", "CGCS2000", "city_crs", "cgcs2000_gk_zone"]
+
+WGS84 = CRS.from_epsg(4326)
+WEB_MERCATOR = CRS.from_epsg(3857)
+CGCS2000 = CRS.from_epsg(4490)
+
+
+def cgcs2000_gk_zone(longitude: float) -> str:
+    """The CGCS2000 3-degree Gauss-Krüger CRS (by central meridian) for a longitude.
+
+    Examples
+    --------
+    >>> cgcs2000_gk_zone(121.4)  # Yantai
+    'EPSG:4549'
+    """
+    central = round(longitude / 3) * 3
+    if not 75 <= central <= 135:
+        raise ValueError(f"longitude {longitude} is outside China's 3-degree zones (CM 75E..135E)")
+    return f"EPSG:{4534 + (central - 75) // 3}"
+
+
+def city_crs(text: str) -> CRS:
+    """Parse and check a city CRS: it must be projected, with axes in metres."""
+    crs = parse_crs(text)
+    if not crs.is_projected:
+        raise UnsupportedCRS(None, f"{text} ({crs.name}) is not projected; a city CRS measures lengths and "
+                                   f"areas in metres, e.g. EPSG:4549 (CGCS2000 / 3-degree Gauss-Kruger "
+                                   f"CM 120E) for Yantai, or the 3-degree zone of your city's longitude")
+    units = {axis.unit_name for axis in crs.axis_info}
+    if units != {"metre"}:
+        raise UnsupportedCRS(None, f"{text} ({crs.name}) has axes in {', '.join(sorted(units))}; a city CRS "
+                                   f"must be in metres (the data may stay in feet: it is reprojected)")
+    return crs

@@ -1,0 +1,225 @@
+"""The embedded store: one GeoPackage with a layer catalogue, rasters as COGs beside it.
+
+Each layer's features live in a table ``<layer>_v<version>``; the catalogue row names the
+current one. A new version is written in full by GDAL (pyogrio) first, then one SQLite
+transaction points the catalogue at it and drops the old table, so readers never see a
+half-written layer and a failed ingest leaves the previous version in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import geopandas as gpd
+import pyogrio
+
+from twin.errors import StoreError, UnknownLayer
+from twin.store import LayerRecord, Progress
+
+__all__ = ["GeoPackageStore"]
+
+CATALOGUE = "twin_layers"
+WRITE_CHUNK = 250_000
+
+_CATALOGUE_COLUMNS = {
+    "name": "TEXT PRIMARY KEY", "kind": "TEXT NOT NULL", "crs": "TEXT NOT NULL", "source": "TEXT",
+    "source_sha256": "TEXT", "feature_count": "INTEGER NOT NULL", "bounds": "TEXT", "bounds_wgs84": "TEXT",
+    "geometry_type": "TEXT", "updated": "TEXT", "version": "INTEGER NOT NULL", "table": "TEXT", "notes": "TEXT",
+}
+
+# The minimal GeoPackage 1.3 a fresh city starts from (GDAL adds its own tables on first write).
+_GPKG_INIT = """
+PRAGMA application_id = 1196444487;
+PRAGMA user_version = 10300;
+CREATE TABLE IF NOT EXISTS gpkg_spatial_ref_sys (
+  srs_name TEXT NOT NULL, srs_id INTEGER PRIMARY KEY, organization TEXT NOT NULL,
+  organization_coordsys_id INTEGER NOT NULL, definition TEXT NOT NULL, description TEXT);
+INSERT OR IGNORE INTO gpkg_spatial_ref_sys VALUES
+  ('Undefined cartesian SRS', -1, 'NONE', -1, 'undefined', 'undefined cartesian coordinate reference system'),
+  ('Undefined geographic SRS', 0, 'NONE', 0, 'undefined', 'undefined geographic coordinate reference system'),
+  ('WGS 84 geodetic', 4326, 'EPSG', 4326, 'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563,AUTHORITY["EPSG","7030"]],AUTHORITY["EPSG","6326"]],PRIMEM["Greenwich",0,AUTHORITY["EPSG","8901"]],UNIT["degree",0.0174532925199433,AUTHORITY["EPSG","9122"]],AXIS["Latitude",NORTH],AXIS["Longitude",EAST],AUTHORITY["EPSG","4326"]]', 'longitude/latitude coordinates in decimal degrees on the WGS 84 spheroid');
+CREATE TABLE IF NOT EXISTS gpkg_contents (
+  table_name TEXT NOT NULL PRIMARY KEY, data_type TEXT NOT NULL, identifier TEXT UNIQUE, description TEXT DEFAULT '',
+  last_change DATETIME NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+  min_x DOUBLE, min_y DOUBLE, max_x DOUBLE, max_y DOUBLE, srs_id INTEGER,
+  CONSTRAINT fk_gc_r_srs_id FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys(srs_id));
+CREATE TABLE IF NOT EXISTS gpkg_geometry_columns (
+  table_name TEXT NOT NULL, column_name TEXT NOT NULL, geometry_type_name TEXT NOT NULL, srs_id INTEGER NOT NULL,
+  z TINYINT NOT NULL, m TINYINT NOT NULL,
+  CONSTRAINT pk_geom_cols PRIMARY KEY (table_name, column_name),
+  CONSTRAINT fk_gc_tn FOREIGN KEY (table_name) REFERENCES gpkg_contents(table_name),
+  CONSTRAINT fk_gc_srs FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys (srs_id));
+"""
+
+
+def _table_name(layer: str, version: int) -> str:
+    safe = re.sub(r"[^0-9A-Za-z_]", "_", layer)
+    return f"{safe}_v{version}"
+
+
+class GeoPackageStore:
+    """A city's layers in one GeoPackage file, rasters as files beside it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.url = f"geopackage:{self.path.name}"
+        self.root = self.path.parent
+        if not self.path.exists():
+            self._create()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def _create(self) -> None:
+        columns = ", ".join(f'"{name}" {decl}' for name, decl in _CATALOGUE_COLUMNS.items())
+        with closing(self._connect()) as conn:
+            conn.executescript(_GPKG_INIT)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {CATALOGUE} ({columns})")
+            conn.execute("INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier, description) "
+                         "VALUES (?, 'attributes', ?, 'twin layer catalogue')", (CATALOGUE, CATALOGUE))
+
+    # reads -------------------------------------------------------------------------------
+
+    def layers(self) -> list[LayerRecord]:
+        """All layers in the catalogue, by name."""
+        with closing(self._connect()) as conn:
+            rows = conn.execute(f"SELECT * FROM {CATALOGUE} ORDER BY name").fetchall()
+        return [LayerRecord.from_row(dict(row)) for row in rows]
+
+    def layer(self, name: str) -> LayerRecord:
+        """One catalogue record; raises UnknownLayer."""
+        with closing(self._connect()) as conn:
+            row = conn.execute(f"SELECT * FROM {CATALOGUE} WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            known = [r.name for r in self.layers()]
+            raise UnknownLayer(f"no layer {name!r} in {self.path}; layers: {known}")
+        return LayerRecord.from_row(dict(row))
+
+    def read_features(self, name: str, *, bbox: tuple[float, float, float, float] | None = None,
+                      columns: list[str] | None = None) -> gpd.GeoDataFrame:
+        """A vector layer's features in the city CRS, optionally within a bbox (uses the R-tree)."""
+        record = self.layer(name)
+        if record.table is None or record.kind == "dem":
+            raise UnknownLayer(f"layer {name!r} is a raster, not a feature table")
+        return pyogrio.read_dataframe(self.path, layer=record.table, bbox=bbox, columns=columns,
+                                      use_arrow=True)
+
+    def raster_path(self, name: str) -> Path:
+        """The COG of a raster layer."""
+        record = self.layer(name)
+        if record.kind != "dem" or record.table is None:
+            raise UnknownLayer(f"layer {name!r} is not a raster")
+        return self.root / record.table
+
+    # writes ------------------------------------------------------------------------------
+
+    def _current_version(self, name: str) -> tuple[int, str | None]:
+        with closing(self._connect()) as conn:
+            row = conn.execute(f'SELECT version, "table" FROM {CATALOGUE} WHERE name = ?', (name,)).fetchone()
+        return (row["version"], row["table"]) if row else (0, None)
+
+    def replace_features(self, record: LayerRecord, frame: gpd.GeoDataFrame,
+                         progress: Progress | None = None) -> LayerRecord:
+        """Write `frame` as the new version of the layer, then swap it in with one transaction."""
+        version, _ = self._current_version(record.name)
+        record.version = version + 1
+        record.table = _table_name(record.name, record.version)
+        self._drop_tables([record.table])  # a leftover of a crashed ingest
+        try:
+            for start in range(0, max(len(frame), 1), WRITE_CHUNK):
+                chunk = frame.iloc[start:start + WRITE_CHUNK]
+                pyogrio.write_dataframe(chunk, self.path, layer=record.table, driver="GPKG",
+                                        append=start > 0, use_arrow=True, promote_to_multi=None,
+                                        layer_options={"SPATIAL_INDEX": "YES", "FID": "fid"})
+                if progress:
+                    progress(len(chunk))
+        except BaseException as exc:
+            self._drop_tables([record.table])
+            if isinstance(exc, Exception):
+                raise StoreError(f"writing layer {record.name!r} to {self.path} failed: {exc}") from exc
+            raise
+        self._swap(record)
+        return record
+
+    def replace_raster(self, record: LayerRecord, staged: Path) -> LayerRecord:
+        """Move a staged COG in as the raster of layer `record.name` and point the catalogue at it."""
+        version, _ = self._current_version(record.name)
+        record.version = version + 1
+        record.table = f"{_table_name(record.name, record.version)}.tif"
+        os.replace(staged, self.root / record.table)
+        self._swap(record)
+        return record
+
+    def _swap(self, record: LayerRecord) -> None:
+        values = record.to_dict()
+        values["bounds"] = json.dumps(record.bounds) if record.bounds else None
+        values["bounds_wgs84"] = json.dumps(record.bounds_wgs84) if record.bounds_wgs84 else None
+        values["notes"] = json.dumps(record.notes, ensure_ascii=False)
+        names = list(_CATALOGUE_COLUMNS)
+        quoted = ", ".join(f'"{n}"' for n in names)
+        with closing(self._connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(f'SELECT "table" FROM {CATALOGUE} WHERE name = ?', (record.name,)).fetchone()
+                conn.execute(f"INSERT OR REPLACE INTO {CATALOGUE} ({quoted}) "
+                             f"VALUES ({', '.join('?' for _ in names)})", [values[n] for n in names])
+                old = row["table"] if row else None
+                if old and old != record.table and record.kind != "dem":
+                    self._drop_table_in(conn, old)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        if old and old != record.table and record.kind == "dem":
+            (self.root / old).unlink(missing_ok=True)
+        self._drop_stale(record.name, keep=record.table)
+
+    def delete_layer(self, name: str) -> None:
+        """Remove a layer from the catalogue and drop its table or raster file."""
+        record = self.layer(name)
+        with closing(self._connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(f"DELETE FROM {CATALOGUE} WHERE name = ?", (name,))
+            if record.kind != "dem" and record.table:
+                self._drop_table_in(conn, record.table)
+            conn.execute("COMMIT")
+        if record.kind == "dem" and record.table:
+            (self.root / record.table).unlink(missing_ok=True)
+
+    def _drop_stale(self, name: str, keep: str | None) -> None:
+        pattern = re.compile(rf"^{re.escape(re.sub(r'[^0-9A-Za-z_]', '_', name))}_v\d+$")
+        with closing(self._connect()) as conn:
+            tables = [r[0] for r in conn.execute("SELECT table_name FROM gpkg_contents")]
+        self._drop_tables([t for t in tables if pattern.match(t) and t != keep])
+
+    def _drop_tables(self, tables: list[str]) -> None:
+        if not tables:
+            return
+        with closing(self._connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            for table in tables:
+                self._drop_table_in(conn, table)
+            conn.execute("COMMIT")
+
+    @staticmethod
+    def _drop_table_in(conn: sqlite3.Connection, table: str) -> None:
+        """Drop a GDAL-written feature table with its R-tree and GeoPackage metadata rows."""
+        geom_cols = [r[0] for r in conn.execute(
+            "SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?", (table,))]
+        for col in geom_cols:
+            conn.execute(f'DROP TABLE IF EXISTS "rtree_{table}_{col}"')
+        conn.execute(f'DROP TABLE IF EXISTS "{table}"')
+        for meta in ("gpkg_geometry_columns", "gpkg_extensions", "gpkg_ogr_contents", "gpkg_contents"):
+            exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (meta,)).fetchone()
+            if exists:
+                conn.execute(f"DELETE FROM {meta} WHERE table_name = ?", (table,))
+
+
