@@ -1,0 +1,101 @@
+"""Fixture factories: small cities, GIS files and DEMs made in the test's own folder."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from twin.workspace import City
+
+SHARED_DATA = Path(os.environ.get("TWIN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+# A point in Yantai, in EPSG:4549 (CGCS2000 / 3-degree GK CM 120E).
+YANTAI_X, YANTAI_Y = 623_000.0, 4_155_000.0
+
+
+@pytest.fixture
+def city(tmp_path: Path) -> City:
+    """An empty city in EPSG:4549."""
+    return City.init(tmp_path / "city", "EPSG:4549", name="test city")
+
+
+def shared(*parts: str) -> Path:
+    """A file of ../shared/data; the suite needs them (they are the proof on real data)."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: the tests need ../shared/data beside the repository "
+                                f"(or TWIN_SHARED_DATA pointing at it)")
+    return path
+
+
+def write_geojson(path: Path, features: list[dict], crs: str | None = "EPSG:4549") -> Path:
+    """Write a FeatureCollection; `crs` None writes no "crs" member."""
+    doc: dict = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": f.get("properties", {}), "geometry": f["geometry"]} for f in features]}
+    if crs is not None:
+        doc["crs"] = {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{crs.split(':')[1]}"}}
+    path.write_text(json.dumps(doc, ensure_ascii=False))
+    return path
+
+
+def line(x0: float, y0: float, x1: float, y1: float) -> dict:
+    """A GeoJSON LineString from (x0, y0) to (x1, y1)."""
+    return {"type": "LineString", "coordinates": [[x0, y0], [x1, y1]]}
+
+
+def square(x: float, y: float, size: float) -> dict:
+    """A GeoJSON Polygon square with south-west corner (x, y)."""
+    return {"type": "Polygon", "coordinates": [[[x, y], [x + size, y], [x + size, y + size], [x, y + size], [x, y]]]}
+
+
+def point(x: float, y: float) -> dict:
+    """A GeoJSON Point."""
+    return {"type": "Point", "coordinates": [x, y]}
+
+
+def pipe_features(n: int = 3) -> list[dict]:
+    """n pipes of 100 m heading east from the Yantai test point, with Chinese survey columns."""
+    return [{"geometry": line(YANTAI_X, YANTAI_Y + 10 * i, YANTAI_X + 100, YANTAI_Y + 10 * i),
+             "properties": {"编号": f"WS-{i:03d}", "管径": 300 + 100 * i, "材质": "球墨铸铁", "埋深": 1.5,
+                            "管线类型": "给水", "备注": f"note {i}"}} for i in range(n)]
+
+
+PIPE_SPEC = """
+kind = "pipe"
+id = "编号"
+
+[fields]
+diameter_mm = "管径"
+material = "材质"
+depth_m = "埋深"
+utility = "管线类型"
+"""
+
+
+@pytest.fixture
+def pipe_spec(tmp_path: Path) -> Path:
+    """A TOML spec mapping Chinese pipe survey columns to the canonical fields."""
+    path = tmp_path / "pipe_spec.toml"
+    path.write_text(PIPE_SPEC, encoding="utf-8")
+    return path
+
+
+def write_dem(path: Path, *, crs: str | None = "EPSG:4549", origin=(YANTAI_X - 500, YANTAI_Y + 500),
+              size=(100, 100), cell=10.0, slope=0.01, base=100.0, nodata: float | None = -9999.0) -> Path:
+    """A plane DEM z = base + slope * (x - origin_x), as a GeoTIFF."""
+    width, height = size
+    xs = origin[0] + (np.arange(width) + 0.5) * cell
+    z = np.tile(base + slope * (xs - origin[0]), (height, 1)).astype("float32")
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "float32",
+               "transform": from_origin(origin[0], origin[1], cell, cell), "nodata": nodata}
+    if crs:
+        profile["crs"] = crs
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(z, 1)
+    return path
