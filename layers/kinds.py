@@ -59,8 +59,8 @@ _RANGE = {"name": "str", "range_m": "float"}
 KINDS: dict[str, LayerKind] = {
     k.name: k
     for k in [
-        LayerKind("building", "polygon", {"name": "str", "height_m": "float", "floors": "int"},
-                  "building footprints, extruded by height"),
+        LayerKind("building", "polygon", {"name": "str", "height_m": "float", "floors": "float"},
+                  "building footprints, extruded by height (floors may be fractional: half storeys)"),
         LayerKind("pipe", "line", {"utility": "str", "material": "str", "diameter_mm": "float",
                                    "depth_m": "float", "install_year": "int"},
                   "underground pipe segments; depth_m is the cover depth"),

@@ -104,10 +104,9 @@ class GroundModel:
         x = np.asarray(x, dtype="float64")
         y = np.asarray(y, dtype="float64")
         inv = ~self.transform
-        col, row = inv * (x, y)
         # pixel centres sit at +0.5
-        col = np.asarray(col) - 0.5
-        row = np.asarray(row) - 0.5
+        col = inv.a * x + inv.b * y + inv.c - 0.5
+        row = inv.d * x + inv.e * y + inv.f - 0.5
         h, w = self._data.shape
         c0 = np.floor(col).astype("int64")
         r0 = np.floor(row).astype("int64")

@@ -158,7 +158,7 @@ def read_vector(path: str | Path, *, crs: str | None = None, source_layer: str |
         raise WrongGeometryType(path, "has no geometry column; the model needs points, lines or polygons")
     wkb = table.column(geom_name).to_numpy(zero_copy_only=False)
     frame = table.drop_columns([geom_name]).to_pandas()
-    geometry = shapely.from_wkb(wkb, on_invalid="ignore")
+    geometry = shapely.from_wkb(wkb, on_invalid="fix")  # closes unclosed rings, as GDAL does
     return gpd.GeoDataFrame(frame, geometry=geometry, crs=source_crs)
 
 
