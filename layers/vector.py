@@ -117,6 +117,7 @@ def read_vector(path: str | Path, *, crs: str | None = None, source_layer: str |
         raise UnknownFormat(path, f"cannot be read: {exc}") from exc
 
     file_crs = info["crs"]
+    notes: list[str] = []
     if info["driver"] == "GeoJSON" and not _geojson_declares_crs(path):
         # RFC 7946 GeoJSON is WGS 84 by definition; coordinates outside lon/lat ranges are
         # the common mistake of projected coordinates written without a "crs" member.
@@ -125,6 +126,8 @@ def read_vector(path: str | Path, *, crs: str | None = None, source_layer: str |
             bounds = None
         if bounds is not None and not _looks_geographic(bounds):
             file_crs = None
+        elif crs is None:
+            notes.append('no "crs" member: read as WGS 84 longitude/latitude (RFC 7946)')
     if crs is not None:
         source_crs = parse_crs(crs, source=path)
     elif file_crs is None:
@@ -159,7 +162,9 @@ def read_vector(path: str | Path, *, crs: str | None = None, source_layer: str |
     wkb = table.column(geom_name).to_numpy(zero_copy_only=False)
     frame = table.drop_columns([geom_name]).to_pandas()
     geometry = shapely.from_wkb(wkb, on_invalid="fix")  # closes unclosed rings, as GDAL does
-    return gpd.GeoDataFrame(frame, geometry=geometry, crs=source_crs)
+    result = gpd.GeoDataFrame(frame, geometry=geometry, crs=source_crs)
+    result.attrs["notes"] = notes
+    return result
 
 
 def _bad(path: Path | str, mask: np.ndarray, what: str, exc_type: type = InvalidGeometry) -> None:
@@ -262,7 +267,7 @@ def prepare_layer(gdf: gpd.GeoDataFrame, kind: LayerKind, spec: LayerSpec, targe
     the canonical fields, and gives every feature a stable id ``<layer>.<key>``, the key
     being the spec's id column or the feature's position in the file (from 1).
     """
-    notes: list[str] = []
+    notes: list[str] = list(gdf.attrs.get("notes", []))
     geoms = np.asarray(gdf.geometry.values, dtype=object)
     _bad(source, shapely.is_missing(geoms), "has no geometry")
     _bad(source, shapely.is_empty(geoms), "geometry is empty")

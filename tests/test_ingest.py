@@ -286,3 +286,40 @@ def test_map_sheets_are_named_by_their_south_west_corner(city, tmp_path):
     got = city.features("map_sheet")
     assert got["sheet_id"].tolist() == ["4155.0-623.0", "4155.0-623.5"]
     assert got["survey_date"].tolist() == ["2021-06-01", "2021-07-03"]
+
+
+def test_rfc7946_assumption_is_noted(city, tmp_path):
+    src = write_geojson(tmp_path / "lamps.geojson", [{"geometry": point(121.40, 37.53), "properties": {}}], crs=None)
+    record = city.ingest(src, "lamp")
+    assert any("RFC 7946" in n for n in record.notes)
+
+
+def test_us_survey_feet_come_out_in_metres(tmp_path):
+    city = City.init(tmp_path / "ky", "EPSG:3546")  # Kentucky Single Zone, metres
+    feet = 3937.0  # = 1200 m exactly in US survey feet
+    src = write_geojson(tmp_path / "p.geojson", [{"geometry": line(4_971_350, 3_905_604, 4_971_350 + feet, 3_905_604)}],
+                        crs="EPSG:3547")
+    city.ingest(src, "pipe")
+    assert city.features("pipe").length.iloc[0] == pytest.approx(1200.0, abs=1e-6)
+
+
+def test_truncated_geojson_is_refused_and_names_the_file(city, tmp_path):
+    good = write_geojson(tmp_path / "p.geojson", pipe_features(20))
+    truncated = tmp_path / "truncated.geojson"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(UnknownFormat, match=r"truncated\.geojson"):
+        city.ingest(truncated, "pipe")
+    assert city.layers() == []
+
+
+def test_geopackage_with_several_layers_needs_source_layer(city, tmp_path):
+    path = tmp_path / "survey.gpkg"
+    for name in ("water", "gas"):
+        gpd.GeoDataFrame({"d": [100]}, geometry=[shapely.LineString([(YANTAI_X, YANTAI_Y), (YANTAI_X + 9, YANTAI_Y)])],
+                         crs="EPSG:4549").to_file(path, layer=name)
+    with pytest.raises(SpecError, match=r"holds 2 layers \['water', 'gas'\]; name one with source_layer"):
+        city.ingest(path, "pipe")
+    spec = tmp_path / "gas.toml"
+    spec.write_text('source_layer = "gas"\n[fields]\nutility = { value = "gas" }\ndiameter_mm = "d"\n')
+    city.ingest(path, "pipe", spec=spec)
+    assert city.features("pipe")["utility"].tolist() == ["gas"]

@@ -22,7 +22,8 @@ app = typer.Typer(help="twin: a city information model fusing BIM and GIS.", no_
 sheets_app = typer.Typer(help="Standard large-scale map sheet grids.", no_args_is_help=True)
 app.add_typer(sheets_app, name="sheets")
 
-out = Console()
+# Piped output (scripts, CI logs) is not cut at 80 columns.
+out = Console() if sys.stdout.isatty() else Console(width=200)
 err = Console(stderr=True)
 
 
@@ -103,9 +104,9 @@ def layers(
     for col in ("name", "kind", "features", "geometry", "bounds (city CRS)", "version", "updated", "source"):
         table.add_column(col)
     for r in records:
-        bounds = ", ".join(f"{v:.1f}" for v in r.bounds) if r.bounds else ""
+        bounds = " ".join(f"{v:.0f}" for v in r.bounds) if r.bounds else ""
         table.add_row(r.name, r.kind, str(r.feature_count), r.geometry_type or "", bounds, str(r.version),
-                      r.updated or "", Path(r.source).name if r.source else "")
+                      (r.updated or "")[:19].replace("T", " "), Path(r.source).name if r.source else "")
     out.print(table)
 
 
