@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["FieldType", "LayerKind", "KINDS", "UTILITIES", "UTILITY_SYNONYMS", "layer_kind"]
+__all__ = ["GEOMETRY_TYPE_NAMES", "FieldType", "LayerKind", "KINDS", "UTILITIES", "UTILITY_SYNONYMS", "layer_kind"]
 
 FieldType = str  # one of "str", "float", "int", "bool", "date"
+
+# shapely.get_type_id -> geometry type name
+GEOMETRY_TYPE_NAMES = {0: "Point", 1: "LineString", 2: "LinearRing", 3: "Polygon", 4: "MultiPoint",
+                       5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection"}
 
 UTILITIES = ("water", "storm", "sewage", "combined", "gas", "heat", "power", "telecom")
 

@@ -32,7 +32,7 @@ from layers.errors import (
     UnsupportedCRS,
     WrongGeometryType,
 )
-from layers.kinds import UTILITIES, UTILITY_SYNONYMS, LayerKind
+from layers.kinds import GEOMETRY_TYPE_NAMES, UTILITIES, UTILITY_SYNONYMS, LayerKind
 from layers.spec import FieldSource, LayerSpec
 
 __all__ = ["VECTOR_SUFFIXES", "PreparedLayer", "parse_crs", "read_vector", "prepare_layer"]
@@ -198,6 +198,13 @@ def _repair(path: Path | str, geoms: np.ndarray, kind: LayerKind, notes: list[st
     return geoms
 
 
+def _map_distinct(values: pd.Series, fn: Callable[[object], object]) -> pd.Series:
+    """Apply `fn` to each distinct non-null value once (a million pipes have a handful of utilities)."""
+    codes, uniques = pd.factorize(values)
+    mapped = np.array([fn(v) for v in uniques] + [None], dtype=object)
+    return pd.Series(mapped[codes], index=values.index)
+
+
 _TRUE = {"true", "t", "yes", "y", "1", "是", "有", "smart", "智慧", "智能"}
 _FALSE = {"false", "f", "no", "n", "0", "否", "无", ""}
 
@@ -207,13 +214,13 @@ def _coerce(path: Path | str, name: str, ftype: str, raw: pd.Series, src: FieldS
     values = raw
     if mapping:
         as_text = values.astype("string")
-        values = as_text.map(lambda v: mapping.get(v, v) if v is not pd.NA else v).astype("object")
+        values = _map_distinct(as_text, lambda v: mapping.get(v, v)).astype("object")
     present = values.notna().to_numpy()
     if ftype == "str":
         out = values.astype("string")
         if name == "utility":
             lowered = out.str.strip().str.lower()
-            out = lowered.map(lambda v: UTILITY_SYNONYMS.get(v, v) if v is not pd.NA else v).astype("string")
+            out = _map_distinct(lowered, lambda v: UTILITY_SYNONYMS.get(v, v)).astype("string")
             bad = out.notna().to_numpy() & ~out.isin(UTILITIES).to_numpy()
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
@@ -275,8 +282,7 @@ def prepare_layer(gdf: gpd.GeoDataFrame, kind: LayerKind, spec: LayerSpec, targe
         geoms = shapely.force_2d(geoms)
         notes.append("dropped source Z values; heights come from the DEM and the depth fields")
     type_names = np.asarray(shapely.get_type_id(geoms))
-    names = {0: "Point", 1: "LineString", 2: "LinearRing", 3: "Polygon", 4: "MultiPoint",
-             5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection"}
+    names = GEOMETRY_TYPE_NAMES
     fits = np.array([kind.accepts(names[t]) for t in range(8)])
     wrong = ~fits[type_names]
     if wrong.any():
@@ -317,8 +323,8 @@ def prepare_layer(gdf: gpd.GeoDataFrame, kind: LayerKind, spec: LayerSpec, targe
             i = int(np.flatnonzero(keys.isna().to_numpy())[0])
             raise InvalidAttribute(source, f"feature {i}: id column {spec.id_column!r} is empty", i)
         keys = keys.astype(str)
-        dup = keys.duplicated(keep=False)
-        if dup.any():
+        if not keys.is_unique:
+            dup = keys.duplicated(keep=False)
             raise InvalidAttribute(source, f"id column {spec.id_column!r} repeats values "
                                            f"{sorted(set(keys[dup]))[:5]}; ids must be unique",
                                    int(np.flatnonzero(dup.to_numpy())[0]))

@@ -94,3 +94,13 @@ def test_killing_an_ingest_midway_leaves_the_old_layer_intact(city, tmp_path):
     assert record.version == 2 and len(reopened.features("pipe")) == 4
     tables = {str(n) for n, _ in pyogrio.list_layers(gpkg)}
     assert tables == {"twin_layers", "pipe_v2"}
+
+
+def test_a_layer_mixing_single_and_multi_lines_is_stored_as_multi(city, tmp_path):
+    features = pipe_features(2)
+    features[1]["geometry"] = {"type": "MultiLineString", "coordinates": [
+        [[YANTAI_X, YANTAI_Y], [YANTAI_X + 5, YANTAI_Y]], [[YANTAI_X + 9, YANTAI_Y], [YANTAI_X + 12, YANTAI_Y]]]}
+    city.ingest(write_geojson(tmp_path / "mixed.geojson", features), "pipe")
+    assert pyogrio.read_info(city.root / "city.gpkg", layer="pipe_v1")["geometry_type"] == "MultiLineString"
+    got = city.features("pipe")
+    assert got.length.tolist() == pytest.approx([100.0, 8.0])

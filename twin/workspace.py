@@ -21,7 +21,7 @@ import numpy as np
 import shapely
 from pyproj import CRS, Transformer
 
-from layers.kinds import KINDS, LayerKind
+from layers.kinds import GEOMETRY_TYPE_NAMES, KINDS, LayerKind
 from layers.raster import GroundModel, write_dem_cog
 from layers.spec import LayerSpec, load_spec
 from layers.vector import VECTOR_SUFFIXES, prepare_layer, read_vector
@@ -186,8 +186,8 @@ class City:
         bounds = tuple(float(v) for v in frame.total_bounds)
         record.bounds = bounds
         record.bounds_wgs84 = _bounds_to_wgs84(bounds, self.crs)
-        types = sorted(set(frame.geom_type.unique()))
-        record.geometry_type = "/".join(types)
+        ids = np.unique(shapely.get_type_id(np.asarray(frame.geometry.values, dtype=object)))
+        record.geometry_type = "/".join(GEOMETRY_TYPE_NAMES[int(i)] for i in ids)
         record.updated = _now()
         writing = progress(f"writing {record.name}", len(frame)) if progress else None
         return self.store.replace_features(record, frame, progress=writing)

@@ -16,15 +16,19 @@ from contextlib import closing
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
+import pyarrow as pa
 import pyogrio
+import shapely
 
+from layers.kinds import GEOMETRY_TYPE_NAMES
 from twin.errors import StoreError, UnknownLayer
 from twin.store import LayerRecord, Progress
 
 __all__ = ["GeoPackageStore"]
 
 CATALOGUE = "twin_layers"
-WRITE_CHUNK = 250_000
+WRITE_BATCH = 131_072
 
 _CATALOGUE_COLUMNS = {
     "name": "TEXT PRIMARY KEY", "kind": "TEXT NOT NULL", "crs": "TEXT NOT NULL", "source": "TEXT",
@@ -55,6 +59,29 @@ CREATE TABLE IF NOT EXISTS gpkg_geometry_columns (
   CONSTRAINT fk_gc_tn FOREIGN KEY (table_name) REFERENCES gpkg_contents(table_name),
   CONSTRAINT fk_gc_srs FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys (srs_id));
 """
+
+
+_SINGLE_TO_MULTI = {0: (4, shapely.multipoints), 1: (5, shapely.multilinestrings), 3: (6, shapely.multipolygons)}
+
+
+def _uniform_geometries(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, str]:
+    """Promote singles to multis where a layer mixes them, and name the layer's geometry type."""
+    geoms = np.asarray(frame.geometry.values, dtype=object)
+    ids = set(np.unique(shapely.get_type_id(geoms)).tolist())
+    for single, (multi, make) in _SINGLE_TO_MULTI.items():
+        if single in ids and multi in ids:
+            sel = shapely.get_type_id(geoms) == single
+            geoms = geoms.copy()
+            geoms[sel] = make(geoms[sel], indices=np.arange(int(sel.sum())))
+            ids.discard(single)
+            frame = frame.set_geometry(gpd.GeoSeries(geoms, index=frame.index, crs=frame.crs))
+    if len(ids) != 1 or next(iter(ids)) not in (0, 1, 3, 4, 5, 6):
+        return frame, "Unknown"
+    has_z = shapely.has_z(geoms)
+    name = GEOMETRY_TYPE_NAMES[next(iter(ids))]
+    if has_z.all():
+        return frame, f"{name} Z"
+    return frame, name if not has_z.any() else "Unknown"
 
 
 def _table_name(layer: str, version: int) -> str:
@@ -133,14 +160,22 @@ class GeoPackageStore:
         record.version = version + 1
         record.table = _table_name(record.name, record.version)
         self._drop_tables([record.table])  # a leftover of a crashed ingest
-        try:
-            for start in range(0, max(len(frame), 1), WRITE_CHUNK):
-                chunk = frame.iloc[start:start + WRITE_CHUNK]
-                pyogrio.write_dataframe(chunk, self.path, layer=record.table, driver="GPKG",
-                                        append=start > 0, use_arrow=True, promote_to_multi=None,
-                                        layer_options={"SPATIAL_INDEX": "YES", "FID": "fid"})
+        frame, geometry_type = _uniform_geometries(frame)
+        table = pa.table(frame.reset_index(drop=True).to_arrow(geometry_encoding="WKB"))
+        geometry_name = frame.geometry.name
+
+        def batches():
+            # One write_arrow call: appending chunks would update the R-tree row by row.
+            for batch in table.to_batches(WRITE_BATCH):
+                yield batch
                 if progress:
-                    progress(len(chunk))
+                    progress(batch.num_rows)
+
+        try:
+            pyogrio.write_arrow(pa.RecordBatchReader.from_batches(table.schema, batches()), self.path,
+                                layer=record.table, driver="GPKG", geometry_name=geometry_name,
+                                geometry_type=geometry_type, crs=frame.crs.to_wkt() if frame.crs else None,
+                                layer_options={"SPATIAL_INDEX": "YES", "FID": "fid"})
         except BaseException as exc:
             self._drop_tables([record.table])
             if isinstance(exc, Exception):
