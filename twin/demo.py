@@ -705,7 +705,8 @@ def build_yantai(folder: Path, sources: Path, progress: ProgressFactory | None =
         ("sensor", _write(_sensors(pipes), sources / "sensors.geojson"), LayerSpec(id_column="sensor_id")),
     ]
     for kind, frame in {**_street_furniture(grid, areas["key_area"]), **_communities_and_schools(grid)}.items():
-        layers.append((kind, _write(frame, sources / f"{kind}s.gpkg"), None))
+        stem = "communities" if kind == "community" else f"{kind}s"
+        layers.append((kind, _write(frame, sources / f"{stem}.gpkg"), None))
     dem = _write_dem(*_dem(grid), sources / "dem.tif")
 
     step = _steps(progress, "yantai demo", len(layers) + 1)
