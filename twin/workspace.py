@@ -187,7 +187,8 @@ class City:
         record.bounds = bounds
         record.bounds_wgs84 = _bounds_to_wgs84(bounds, self.crs)
         ids = np.unique(shapely.get_type_id(np.asarray(frame.geometry.values, dtype=object)))
-        record.geometry_type = "/".join(GEOMETRY_TYPE_NAMES[int(i)] for i in ids)
+        z = " Z" if shapely.has_z(np.asarray(frame.geometry.values, dtype=object)).all() else ""
+        record.geometry_type = "/".join(GEOMETRY_TYPE_NAMES[int(i)] + z for i in ids)
         record.updated = _now()
         writing = progress(f"writing {record.name}", len(frame)) if progress else None
         return self.store.replace_features(record, frame, progress=writing)
