@@ -46,6 +46,11 @@ class LayerKind:
         """True for kinds stored as rasters rather than feature tables."""
         return self.geometry == "raster"
 
+    @property
+    def from_ifc(self) -> bool:
+        """True for kinds that only the IFC reader writes."""
+        return self.name in ("bim", "facility", "bim_element")
+
     def accepts(self, geom_type: str) -> bool:
         """True when a shapely geometry type name fits this kind."""
         family = {
@@ -86,6 +91,13 @@ KINDS: dict[str, LayerKind] = {
         LayerKind("community", "point|polygon", _SMART, "residential communities"),
         LayerKind("school", "point|polygon", _SMART, "schools and campuses"),
         LayerKind("dem", "raster", {}, "ground elevation in metres"),
+        # Written by the IFC reader, not ingested from GIS files:
+        LayerKind("bim", "polygon", {"name": "str", "height_m": "float", "floors": "float"},
+                  "BIM buildings (IfcBuilding): footprint, storeys, a GLB mesh per building"),
+        LayerKind("facility", "polygon", {"name": "str"},
+                  "other BIM facilities (IfcRoad, IfcBridge, IfcRailway, IfcMarineFacility)"),
+        LayerKind("bim_element", "point", {"name": "str"},
+                  "elements of BIM models: GlobalId, class, storey, property sets"),
     ]
 }
 

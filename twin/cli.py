@@ -67,11 +67,12 @@ def init(
 @app.command()
 def ingest(
     city: Annotated[Path, typer.Argument(help="The city workspace folder.")],
-    file: Annotated[Path, typer.Argument(help="GeoJSON, GeoPackage, Shapefile (.shp or .zip), FlatGeobuf, or a GeoTIFF DEM.")],
+    file: Annotated[Path, typer.Argument(help="GeoJSON, GeoPackage, Shapefile (.shp or .zip), FlatGeobuf, a GeoTIFF DEM, or an IFC model.")],
     kind: Annotated[Optional[str], typer.Option("--kind", help="Layer kind: building, pipe, sensor, map_sheet, dem, ...")] = None,
     layer: Annotated[Optional[str], typer.Option("--layer", help="Layer name (default: the kind).")] = None,
     crs: Annotated[Optional[str], typer.Option("--crs", help="The source's CRS, for files without one (or with a wrong one).")] = None,
     spec: Annotated[Optional[Path], typer.Option("--spec", help="Layer spec (TOML/JSON) mapping source columns to fields.")] = None,
+    anchor: Annotated[Optional[str], typer.Option("--anchor", help="For IFC: LON,LAT[,ELEV[,ROTATION_DEG]] of the site origin; overrides the file's georeferencing.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Ingest a file as a layer, replacing the layer of that name atomically."""
@@ -80,7 +81,7 @@ def ingest(
     with _errors():
         c = City.open(city)
         with _progress(not quiet and sys.stderr.isatty()) as progress:
-            record = c.ingest(file, kind, layer=layer, crs=crs, spec=spec, progress=progress)
+            record = c.ingest(file, kind, layer=layer, crs=crs, spec=spec, anchor=anchor, progress=progress)
     out.print(f"layer [bold]{record.name}[/] ({record.kind}): {record.feature_count} "
               f"{'cells' if record.kind == 'dem' else 'features'}, version {record.version}")
     for note in record.notes:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pyproj import CRS
+from functools import lru_cache
+
+from pyproj import CRS, Transformer
 
 from layers.vector import parse_crs
 from twin.errors import UnsupportedCRS
 
-__all__ = ["WGS84", "WEB_MERCATOR", "CGCS2000", "city_crs", "cgcs2000_gk_zone"]
+__all__ = ["WGS84", "WEB_MERCATOR", "CGCS2000", "city_crs", "cgcs2000_gk_zone", "transformer"]
 
 WGS84 = CRS.from_epsg(4326)
 WEB_MERCATOR = CRS.from_epsg(3857)
@@ -40,3 +42,9 @@ def city_crs(text: str) -> CRS:
         raise UnsupportedCRS(None, f"{text} ({crs.name}) has axes in {', '.join(sorted(units))}; a city CRS "
                                    f"must be in metres (the data may stay in feet: it is reprojected)")
     return crs
+
+
+@lru_cache(maxsize=64)
+def transformer(source: CRS, target: CRS) -> Transformer:
+    """An always-xy Transformer, built once per pair (building one costs tens of milliseconds)."""
+    return Transformer.from_crs(source, target, always_xy=True)

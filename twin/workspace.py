@@ -17,16 +17,18 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 
 import shapely
-from pyproj import CRS, Transformer
+from pyproj import CRS
 
+from layers.ifc import Anchor, parse_anchor
 from layers.kinds import GEOMETRY_TYPE_NAMES, KINDS, LayerKind
 from layers.raster import GroundModel, write_dem_cog
 from layers.spec import LayerSpec, load_spec
 from layers.vector import VECTOR_SUFFIXES, prepare_layer, read_vector
 from twin import sheets, topography
-from twin.crs import WGS84, city_crs
+from twin.crs import WGS84, city_crs, transformer
 from twin.errors import CityExists, NotACity, SourceNotFound, SpecError, UnknownKind
 from twin.store import LayerRecord, Store, open_store
 
@@ -148,11 +150,22 @@ class City:
 
     def ingest(self, path: str | Path, kind: str | None = None, *, layer: str | None = None,
                crs: str | None = None, spec: str | Path | LayerSpec | None = None,
-               progress: ProgressFactory | None = None) -> LayerRecord:
-        """Read a source file into layer `layer` (default: the kind's name), replacing it atomically."""
+               anchor: str | Anchor | None = None, progress: ProgressFactory | None = None) -> LayerRecord:
+        """Read a source file into layer `layer` (default: the kind's name), replacing it atomically.
+
+        IFC files (kind "bim", inferred from .ifc) are placed by their own georeferencing or
+        by `anchor` ("LON,LAT[,ELEV[,ROTATION_DEG]]"), which overrides what the file says.
+        """
         path = Path(path)
         if not path.exists():
             raise SourceNotFound(path, "file does not exist")
+        if kind == "bim" or (kind is None and path.suffix.lower() == ".ifc"):
+            from twin.bim import ingest_ifc
+
+            parsed = parse_anchor(anchor) if isinstance(anchor, str) else anchor
+            return ingest_ifc(self, path, anchor=parsed, progress=progress)
+        if anchor is not None:
+            raise SpecError(None, "--anchor places IFC models; it does not apply to GIS files")
         layer_spec = spec if isinstance(spec, LayerSpec) else (load_spec(spec) if spec else LayerSpec())
         kind_name = kind or layer_spec.kind or _infer_kind(path)
         if kind_name not in KINDS:
@@ -160,6 +173,9 @@ class City:
         if layer_spec.kind and kind and layer_spec.kind != kind:
             raise SpecError(layer_spec.path, f"is a spec for kind {layer_spec.kind!r}, not {kind!r}")
         layer_kind = KINDS[kind_name]
+        if layer_kind.from_ifc:
+            raise UnknownKind(f"kind {kind_name!r} is written from IFC files (twin ingest CITY MODEL.ifc), "
+                              f"not ingested from {path.suffix or 'this'} files")
         name = layer or kind_name
         crs = crs or layer_spec.crs
         if layer_kind.is_raster:
@@ -174,11 +190,30 @@ class City:
         source = read_vector(path, crs=crs, source_layer=spec.source_layer, progress=reading)
         prepared = prepare_layer(source, kind, spec, self.crs, source=path, layer=name)
         frame = self._enrich(kind.name, prepared.frame, prepared.notes)
+        frame = self._keep_bim_rows(kind.name, name, frame, prepared.notes)
         record = LayerRecord(name=name, kind=kind.name, crs=self.crs.to_string(), source=str(path.resolve()),
                              source_sha256=file_sha256(path), notes=prepared.notes)
         if prepared.source_crs != self.crs.to_string():
             record.notes.insert(0, f"reprojected from {prepared.source_crs}")
         return self._store_frame(record, frame, progress)
+
+    def _keep_bim_rows(self, kind: str, name: str, frame: gpd.GeoDataFrame, notes: list[str]) -> gpd.GeoDataFrame:
+        """Carry BIM pipes over a GIS re-ingest of the pipe layer, and flag footprints BIM replaces."""
+        names = {r.name for r in self.layers()}
+        if kind == "pipe" and name in names:
+            existing = self.features(name)
+            if "bim_model" in existing.columns:
+                from_bim = existing[existing["bim_model"].notna()]
+                if len(from_bim):
+                    notes.append(f"kept {len(from_bim)} pipe segments from BIM models")
+                    frame = gpd.GeoDataFrame(pd.concat([frame, from_bim], ignore_index=True), geometry="geometry",
+                                             crs=self.crs)
+        if kind == "building" and "bim" in names:
+            from twin.fusion import fuse
+
+            frame, _ = fuse(frame, self.features("bim"))
+            notes.append(f"{int(frame['represented_by_bim'].sum())} footprints are represented by BIM models")
+        return frame
 
     def _store_frame(self, record: LayerRecord, frame: gpd.GeoDataFrame,
                      progress: ProgressFactory | None) -> LayerRecord:
@@ -289,7 +324,7 @@ def _infer_kind(path: Path) -> str:
 
 
 def _bounds_to_wgs84(bounds: tuple[float, float, float, float], crs: CRS) -> tuple[float, float, float, float]:
-    t = Transformer.from_crs(crs, WGS84, always_xy=True)
+    t = transformer(crs, WGS84)
     west, south, east, north = t.transform_bounds(*bounds, densify_pts=21)
     return (west, south, east, north)
 

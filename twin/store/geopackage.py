@@ -162,6 +162,10 @@ class GeoPackageStore:
         self._drop_tables([record.table])  # a leftover of a crashed ingest
         frame, geometry_type = _uniform_geometries(frame)
         table = pa.table(frame.reset_index(drop=True).to_arrow(geometry_encoding="WKB"))
+        # GDAL has no field type for Arrow's null type (a column with no value at all)
+        for i, column in enumerate(table.schema):
+            if pa.types.is_null(column.type):
+                table = table.set_column(i, column.name, pa.nulls(table.num_rows, pa.string()))
         geometry_name = frame.geometry.name
 
         def batches():
