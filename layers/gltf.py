@@ -100,7 +100,7 @@ def encode_glb(nodes: list[MeshNode], materials: list[tuple[str, tuple[float, fl
     if meshes:
         document.update({"meshes": meshes, "materials": gltf_materials, "accessors": accessors,
                          "bufferViews": buffer_views, "buffers": [{"byteLength": len(binary)}]})
-    json_chunk = _pad(json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), b" ")
+    json_chunk = _pad(json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8"), b" ")
     parts = [struct.pack("<II", len(json_chunk), 0x4E4F534A), json_chunk]
     if meshes:
         parts += [struct.pack("<II", len(binary), 0x004E4942), binary]

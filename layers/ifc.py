@@ -299,6 +299,15 @@ def _true_north(model) -> tuple[float, float] | None:
     return None
 
 
+def _rgba(material) -> tuple[float, float, float, float]:
+    """A style's diffuse colour and opacity, with unset (NaN) parts at their defaults."""
+    rgb = [float(c) for c in material.diffuse.components]
+    rgb = [min(max(c, 0.0), 1.0) if math.isfinite(c) else 0.8 for c in rgb]
+    transparency = float(material.transparency) if material.transparency is not None else 0.0
+    alpha = 1.0 - transparency if math.isfinite(transparency) else 1.0
+    return (*[round(c, 4) for c in rgb], round(min(max(alpha, 0.0), 1.0), 4))
+
+
 def _pipe_axis(vertices: np.ndarray) -> np.ndarray:
     """A straight segment's centre line: the principal axis through the mesh, end to end."""
     centre = vertices.mean(axis=0)
@@ -386,7 +395,7 @@ def read_ifc(path: str | Path, *, threads: int | None = None,
                 ids = np.asarray(geometry.material_ids, dtype="int32")
                 local_to_global = np.zeros(max(len(geometry.materials), 1), dtype="int32")
                 for i, mat in enumerate(geometry.materials):
-                    rgba = (*[round(float(c), 4) for c in mat.diffuse.components], round(1.0 - float(mat.transparency or 0.0), 4))
+                    rgba = _rgba(mat)
                     key = (mat.name, rgba)
                     if key not in material_index:
                         material_index[key] = len(materials)

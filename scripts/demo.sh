@@ -3,5 +3,5 @@
 # Extra arguments go to `twin demo` (e.g. --no-serve, --out DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+TWIN_SKIP_NODE=1 scripts/setup.sh  # the demo needs no Node tools
 exec .venv/bin/twin demo --port "${PORT:-8000}" "$@"

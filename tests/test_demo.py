@@ -13,7 +13,7 @@ from pyproj import Transformer
 
 from conftest import shared
 from twin import sheets
-from twin.demo import IFC_PLACEMENTS, IFC_LOT_M, build_demo
+from twin.demo import IFC_LOT_M, IFC_PLACEMENTS, build_demo, ifc_lot_centres
 from twin.errors import NotACity
 from twin.workspace import City
 
@@ -155,12 +155,13 @@ def test_yantai_points_carry_the_indicator_fields(yantai):
 def test_ifc_lots_are_empty_but_for_the_fzk_footprint(yantai):
     to_city = Transformer.from_crs("EPSG:4326", "EPSG:4549", always_xy=True)
     buildings = yantai.features("building")
-    assert set(IFC_PLACEMENTS) == {"AC20-FZK-Haus.ifc", "IfcOpenHouse_IFC4.ifc", "geographic-referencing_IFC4_KIT.ifc"}
-    for file_name, anchor in IFC_PLACEMENTS.items():
-        x, y = to_city.transform(anchor.lon, anchor.lat)
+    assert set(IFC_PLACEMENTS) == {"AC20-FZK-Haus.ifc", "IfcOpenHouse_IFC4.ifc", "Duplex_A_20110907.ifc"}
+    for file_name, (x, y) in ifc_lot_centres().items():
+        anchor = IFC_PLACEMENTS[file_name]
+        ax, ay = to_city.transform(anchor.lon, anchor.lat)
+        assert float(yantai.ground_z(np.array([ax]), np.array([ay]))[0]) == pytest.approx(anchor.elevation, abs=0.1)
         half = IFC_LOT_M / 2
         inside = buildings[buildings.intersects(shapely.box(x - half, y - half, x + half, y + half))]
-        assert float(yantai.ground_z(np.array([x]), np.array([y]))[0]) == pytest.approx(anchor.elevation, abs=0.1)
         if file_name == "AC20-FZK-Haus.ifc":
             assert len(inside) == 1
             footprint = inside.geometry.iloc[0]
@@ -202,3 +203,19 @@ def test_rebuilding_the_demo_replaces_it_with_identical_features(demo):
     for name, snapshot in before.items():
         assert _snapshot(again["yantai"], name) == snapshot, name
     assert _snapshot(again["ky4"], "pipe") == ky4_before
+
+
+def test_demo_places_the_ifc_samples_in_their_lots_and_fuses_fzk_haus(yantai):
+    bim = yantai.features("bim")
+    assert set(bim["model"]) == set(IFC_PLACEMENTS)
+    centres = ifc_lot_centres()
+    for _, row in bim.iterrows():
+        x, y = centres[row["model"]]
+        assert row.geometry.centroid.distance(shapely.Point(x, y)) < 3.0, row["model"]
+        assert row.geometry.within(shapely.Point(x, y).buffer(IFC_LOT_M))
+    gis = yantai.features("building")
+    fzk = bim[bim["model"] == "AC20-FZK-Haus.ifc"].iloc[0]
+    represented = gis[gis["represented_by_bim"]]
+    assert len(represented) == 1 and represented.iloc[0]["bim_uid"] == fzk["uid"]
+    assert fzk["unified_id"] == represented.iloc[0]["uid"]
+    assert len(yantai.features("bim-elements")) > 300

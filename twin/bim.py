@@ -29,7 +29,7 @@ BIM_LAYER = "bim"
 FACILITY_LAYER = "facility"
 ELEMENT_LAYER = "bim-elements"
 PIPE_LAYER = "pipe"
-CACHE_VERSION = 2
+CACHE_VERSION = 4
 # Elements whose top is this far below the ground floor are basements: not in the footprint.
 ABOVE_GROUND_TOLERANCE_M = 0.05
 
@@ -130,10 +130,18 @@ def footprint(elements: list[Element], ground_level: float, origin: np.ndarray) 
     if not polygons:
         return shapely.Polygon()
     outline = shapely.union_all(np.array(polygons, dtype=object))
-    outline = shapely.make_valid(outline.simplify(0.01))
-    if outline.geom_type == "GeometryCollection":
-        outline = shapely.union_all([g for g in outline.geoms if g.geom_type in ("Polygon", "MultiPolygon")])
-    return outline
+    return _clean_outline(outline.simplify(0.01))
+
+
+def _clean_outline(outline: shapely.Geometry, min_area: float = 0.01) -> shapely.Geometry:
+    """Valid polygons only, without the sliver holes and parts that unions of faces leave behind."""
+    outline = shapely.make_valid(outline)
+    parts = [p for p in shapely.get_parts(outline) if p.geom_type == "Polygon" and p.area >= min_area]
+    cleaned = [shapely.Polygon(p.exterior, [r for r in p.interiors if shapely.Polygon(r).area >= min_area])
+               for p in parts]
+    if not cleaned:
+        return shapely.Polygon()
+    return shapely.make_valid(shapely.union_all(cleaned))
 
 
 def _diameter_mm(element: Element) -> float | None:
@@ -217,8 +225,8 @@ def _place(city, model: BimModel, prepared: list[PreparedFacility], georef, mode
         if residual > 0.01:
             notes.append(f"{uid}: the placement is affine only to {residual:.3f} m")
         base = georef.to_crs(item.origin[None, :])[0]
-        outline = shapely.transform(item.outline, lambda xy: georef.to_crs(
-            np.column_stack([xy + item.origin[:2], np.full(len(xy), item.level)]))[:, :2])
+        outline = _clean_outline(shapely.transform(item.outline, lambda xy: georef.to_crs(
+            np.column_stack([xy + item.origin[:2], np.full(len(xy), item.level)]))[:, :2]))
         ground_z = float("nan")
         if ground is not None:
             rep = outline.representative_point()

@@ -9,7 +9,6 @@ build gives the same features.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import zlib
 from collections.abc import Callable
@@ -26,14 +25,13 @@ from pyproj import Transformer
 from rasterio.transform import Affine
 from shapely import affinity
 
-from layers.kinds import KINDS
 from layers.spec import LayerSpec
 from twin import sheets
-from twin.errors import NotACity, UnknownKind
+from twin.errors import NotACity
 from twin.workspace import CONFIG_FILE, City, ProgressFactory
 
 __all__ = [
-    "IFC_LOT_M", "IFC_PLACEMENTS", "IfcAnchor", "KY4_CRS", "SEED", "YANTAI_CENTRE", "YANTAI_CRS",
+    "IFC_LOT_M", "IFC_PLACEMENTS", "IfcAnchor", "ifc_lot_centres", "KY4_CRS", "SEED", "YANTAI_CENTRE", "YANTAI_CRS",
     "build_demo", "build_ky4", "build_yantai", "shared_data_folder", "yantai_terrain",
 ]
 
@@ -85,9 +83,10 @@ IFC_LOT_M = 40.0
 
 
 class IfcAnchor(NamedTuple):
-    """Where an IFC model's origin goes: WGS 84 lon/lat, ground elevation (m), rotation.
+    """Where an IFC model's site origin goes: WGS 84 lon/lat, ground elevation (m), rotation.
 
-    `rotation_deg` turns the model's x axis counter-clockwise from grid east.
+    `rotation_deg` turns the model's x axis counter-clockwise from grid east (the lot's
+    rotation); `twin ingest --anchor` takes it clockwise from north, so it is negated there.
     """
 
     lon: float
@@ -102,7 +101,14 @@ class IfcAnchor(NamedTuple):
 _IFC_LOTS: dict[str, tuple[float, float, float]] = {
     "AC20-FZK-Haus.ifc": (1310.0, 1290.0, 0.0),
     "IfcOpenHouse_IFC4.ifc": (688.0, 722.0, 90.0),
-    "geographic-referencing_IFC4_KIT.ifc": (1725.0, 1285.0, 30.0),
+    "Duplex_A_20110907.ifc": (1725.0, 1285.0, 30.0),
+}
+# The centre of each model's plan in its own coordinates (read once from the files), so
+# that the model, not its site origin, lands in the middle of its lot.
+_IFC_PLAN_CENTRES: dict[str, tuple[float, float]] = {
+    "AC20-FZK-Haus.ifc": (6.0, 5.0),
+    "IfcOpenHouse_IFC4.ifc": (0.2, 2.5),
+    "Duplex_A_20110907.ifc": (4.4, -8.9),
 }
 FZK_FOOTPRINT_M = (12.0, 10.0)
 
@@ -144,6 +150,10 @@ def _ifc_placements() -> dict[str, IfcAnchor]:
     to_wgs84 = Transformer.from_crs(YANTAI_CRS, "EPSG:4326", always_xy=True)
     placements = {}
     for name, (u, v, rotation) in _IFC_LOTS.items():
+        cx, cy = _IFC_PLAN_CENTRES[name]
+        turn = np.radians(rotation)
+        u -= cx * np.cos(turn) - cy * np.sin(turn)
+        v -= cx * np.sin(turn) + cy * np.cos(turn)
         lon, lat = to_wgs84.transform(x0 + u, y0 + v)
         z = float(yantai_terrain(np.array([u]), np.array([v]))[0])
         placements[name] = IfcAnchor(round(lon, 7), round(lat, 7), round(z, 2), rotation)
@@ -720,19 +730,19 @@ def build_yantai(folder: Path, sources: Path, progress: ProgressFactory | None =
     return city
 
 
+def ifc_lot_centres() -> dict[str, tuple[float, float]]:
+    """The centre of each IFC model's lot in the city CRS."""
+    x0, y0 = yantai_origin()
+    return {name: (x0 + u, y0 + v) for name, (u, v, _) in _IFC_LOTS.items()}
+
+
 def _ingest_ifc_samples(city: City, progress: ProgressFactory | None) -> None:
-    """Ingest the sample IFC models at their anchors, once the model has a "bim" kind."""
-    if "bim" not in KINDS:
-        return
-    for file_name in IFC_PLACEMENTS:
+    """Ingest the sample IFC models of ifc_samples/ at their anchors in the district."""
+    for file_name, anchor in IFC_PLACEMENTS.items():
         path = IFC_SAMPLES / file_name
-        if not path.is_file():
-            continue
-        layer = "bim_" + re.sub(r"[^0-9a-z]+", "_", path.stem.lower()).strip("_")
-        try:
-            city.ingest(path, "bim", layer=layer, progress=progress)
-        except UnknownKind:
-            return
+        if path.is_file():
+            city.ingest(path, anchor=f"{anchor.lon},{anchor.lat},{anchor.elevation},{-anchor.rotation_deg}",
+                        progress=progress)
 
 
 KY4_PIPE_SPEC = """\
