@@ -104,3 +104,26 @@ def test_a_layer_mixing_single_and_multi_lines_is_stored_as_multi(city, tmp_path
     assert pyogrio.read_info(city.root / "city.gpkg", layer="pipe_v1")["geometry_type"] == "MultiLineString"
     got = city.features("pipe")
     assert got.length.tolist() == pytest.approx([100.0, 8.0])
+
+
+def test_an_ingest_records_where_the_layer_changed(city, tmp_path):
+    features = pipe_features(5)
+    city.ingest(write_geojson(tmp_path / "a.geojson", features), "pipe")
+    assert city.store.changes("pipe", 0) == [(1, None)]
+    features[3]["properties"]["管径"] = 999  # one pipe's attribute
+    features[4]["geometry"]["coordinates"][1][0] += 50  # another pipe lengthened
+    city.ingest(write_geojson(tmp_path / "b.geojson", features), "pipe")
+    (version, boxes), = city.store.changes("pipe", 1)
+    assert version == 2
+    boxes = np.array(boxes)
+    covered = (boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max())
+    assert covered == pytest.approx((YANTAI_X, YANTAI_Y + 30, YANTAI_X + 150, YANTAI_Y + 40))
+    city.ingest(write_geojson(tmp_path / "b.geojson", features), "pipe")
+    assert city.store.changes("pipe", 2) == [(3, [])], "the same file again changes nothing"
+
+
+def test_a_deleted_and_recreated_layer_keeps_counting_versions(city, tmp_path):
+    city.ingest(write_geojson(tmp_path / "a.geojson", pipe_features(2)), "pipe")
+    city.delete("pipe")
+    record = city.ingest(write_geojson(tmp_path / "a.geojson", pipe_features(2)), "pipe")
+    assert record.version == 3

@@ -29,12 +29,15 @@ from layers.spec import LayerSpec, load_spec
 from layers.vector import VECTOR_SUFFIXES, prepare_layer, read_vector
 from twin import sheets, topography
 from twin.crs import WGS84, city_crs, transformer
-from twin.errors import CityExists, NotACity, SourceNotFound, SpecError, UnknownKind
+from twin.errors import CityExists, NotACity, SourceNotFound, SpecError, UnknownKind, UnknownLayer
 from twin.store import LayerRecord, Store, open_store
 
 __all__ = ["CONFIG_FILE", "City", "ProgressFactory", "DEFAULT_STOREY_HEIGHT_M"]
 
 CONFIG_FILE = "city.json"
+# Above this many features a re-ingest is taken as changed everywhere rather than diffed.
+CHANGE_DIFF_LIMIT = 200_000
+CHANGE_BOXES_LIMIT = 256
 DEFAULT_STOREY_HEIGHT_M = 3.0
 POINT_KINDS_WITH_GROUND = {"sensor", "manhole", "lamp", "camera", "base_station", "weather_station"}
 
@@ -225,8 +228,38 @@ class City:
         z = " Z" if shapely.has_z(np.asarray(frame.geometry.values, dtype=object)).all() else ""
         record.geometry_type = "/".join(GEOMETRY_TYPE_NAMES[int(i)] + z for i in ids)
         record.updated = _now()
+        changed = self._changed_bounds(record.name, frame)
         writing = progress(f"writing {record.name}", len(frame)) if progress else None
-        return self.store.replace_features(record, frame, progress=writing)
+        return self.store.replace_features(record, frame, progress=writing, changed=changed)
+
+    def _changed_bounds(self, name: str, frame: gpd.GeoDataFrame) -> list[tuple[float, float, float, float]] | None:
+        """Boxes around the features that differ from the stored version (None: anywhere).
+
+        Tile caches keep every tile that no box touches, so an ingest that changes one
+        street re-renders that street's tiles only.
+        """
+        try:
+            previous = self.store.layer(name)
+        except UnknownLayer:
+            return None
+        if previous.kind == "dem" or previous.feature_count > CHANGE_DIFF_LIMIT or "uid" not in frame.columns:
+            return None
+        old = self.features(name)
+        if "uid" not in old.columns:
+            return None
+        old_hash, new_hash = _row_hashes(old), _row_hashes(frame)
+        if list(old.columns) != list(frame.columns):
+            return None  # a new or dropped column changes every tile
+        joined = old_hash.to_frame("old").join(new_hash.to_frame("new"), how="outer")
+        differ = joined.index[joined["old"].ne(joined["new"]) | joined["old"].isna() | joined["new"].isna()]
+        if not len(differ):
+            return []
+        boxes = np.vstack([old.set_index("uid").loc[old.set_index("uid").index.intersection(differ)].bounds.to_numpy(),
+                           frame.set_index("uid").loc[frame.set_index("uid").index.intersection(differ)].bounds.to_numpy()])
+        boxes = boxes[np.isfinite(boxes).all(axis=1)]
+        if len(boxes) > CHANGE_BOXES_LIMIT:
+            boxes = np.array([[boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()]])
+        return [tuple(float(v) for v in b) for b in boxes]
 
     def _enrich(self, kind: str, frame: gpd.GeoDataFrame, notes: list[str]) -> gpd.GeoDataFrame:
         """Derive what the model knows beyond the source: heights, sheet names, ground z."""
@@ -311,6 +344,14 @@ class City:
     def delete(self, name: str) -> None:
         """Remove a layer."""
         self.store.delete_layer(name)
+
+
+def _row_hashes(frame: gpd.GeoDataFrame) -> pd.Series:
+    """A hash of each feature's attributes and geometry, indexed by uid."""
+    attributes = frame.drop(columns=[frame.geometry.name]).astype("string").fillna("<NA>")
+    wkb = pd.Series(shapely.to_wkb(np.asarray(frame.geometry.values, dtype=object)), index=frame.index)
+    hashed = pd.util.hash_pandas_object(attributes, index=False) ^ pd.util.hash_pandas_object(wkb, index=False)
+    return pd.Series(hashed.to_numpy(), index=frame["uid"].astype("string").to_numpy())
 
 
 def _infer_kind(path: Path) -> str:

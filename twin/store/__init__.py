@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import geopandas as gpd
 
-__all__ = ["LayerRecord", "Store", "open_store"]
+__all__ = ["Bounds", "LayerRecord", "Store", "open_store"]
 
 
 @dataclass
@@ -51,6 +51,7 @@ class LayerRecord:
 
 
 Progress = Callable[[int], None]
+Bounds = tuple[float, float, float, float]
 
 
 @runtime_checkable
@@ -73,12 +74,20 @@ class Store(Protocol):
         ...
 
     def replace_features(self, record: LayerRecord, frame: gpd.GeoDataFrame,
-                         progress: Progress | None = None) -> LayerRecord:
-        """Write `frame` as the new content of layer `record.name`; the old one stays until it succeeds."""
+                         progress: Progress | None = None, changed: list[Bounds] | None = None) -> LayerRecord:
+        """Write `frame` as the new content of layer `record.name`; the old one stays until it succeeds.
+
+        `changed` lists the boxes (city CRS) where the new version differs from the old
+        one, None meaning anywhere; tile caches read it back through `changes`.
+        """
+        ...
+
+    def changes(self, name: str, since_version: int) -> list[tuple[int, list[Bounds] | None]]:
+        """What changed in a layer after `since_version`: (version, boxes or None for anywhere)."""
         ...
 
     def replace_raster(self, record: LayerRecord, staged: Path) -> LayerRecord:
-        """Move a staged raster file in as layer `record.name`, replacing the previous one."""
+        """Move a staged raster file in as layer `record.name`, replacing the previous one (changed anywhere)."""
         ...
 
     def raster_path(self, name: str) -> Path:

@@ -23,11 +23,12 @@ import shapely
 
 from layers.kinds import GEOMETRY_TYPE_NAMES
 from twin.errors import StoreError, UnknownLayer
-from twin.store import LayerRecord, Progress
+from twin.store import Bounds, LayerRecord, Progress
 
 __all__ = ["GeoPackageStore"]
 
 CATALOGUE = "twin_layers"
+CHANGES = "twin_changes"
 WRITE_BATCH = 131_072
 
 _CATALOGUE_COLUMNS = {
@@ -110,6 +111,8 @@ class GeoPackageStore:
             conn.executescript(_GPKG_INIT)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"CREATE TABLE IF NOT EXISTS {CATALOGUE} ({columns})")
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {CHANGES} (layer TEXT NOT NULL, version INTEGER NOT NULL, "
+                         f"bounds TEXT, PRIMARY KEY (layer, version))")
             conn.execute("INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier, description) "
                          "VALUES (?, 'attributes', ?, 'twin layer catalogue')", (CATALOGUE, CATALOGUE))
 
@@ -149,12 +152,23 @@ class GeoPackageStore:
     # writes ------------------------------------------------------------------------------
 
     def _current_version(self, name: str) -> tuple[int, str | None]:
+        """The layer's version and table; a layer deleted and made again keeps counting up."""
         with closing(self._connect()) as conn:
             row = conn.execute(f'SELECT version, "table" FROM {CATALOGUE} WHERE name = ?', (name,)).fetchone()
-        return (row["version"], row["table"]) if row else (0, None)
+            logged = conn.execute(f"SELECT MAX(version) FROM {CHANGES} WHERE layer = ?", (name,)).fetchone()[0]
+        version = max(row["version"] if row else 0, logged or 0)
+        return version, (row["table"] if row else None)
+
+    def changes(self, name: str, since_version: int) -> list[tuple[int, list[Bounds] | None]]:
+        """What changed in a layer after `since_version`: (version, boxes or None for anywhere)."""
+        with closing(self._connect()) as conn:
+            rows = conn.execute(f"SELECT version, bounds FROM {CHANGES} WHERE layer = ? AND version > ? "
+                                f"ORDER BY version", (name, since_version)).fetchall()
+        return [(row["version"], [tuple(b) for b in json.loads(row["bounds"])] if row["bounds"] else None)
+                for row in rows]
 
     def replace_features(self, record: LayerRecord, frame: gpd.GeoDataFrame,
-                         progress: Progress | None = None) -> LayerRecord:
+                         progress: Progress | None = None, changed: list[Bounds] | None = None) -> LayerRecord:
         """Write `frame` as the new version of the layer, then swap it in with one transaction."""
         version, _ = self._current_version(record.name)
         record.version = version + 1
@@ -185,7 +199,7 @@ class GeoPackageStore:
             if isinstance(exc, Exception):
                 raise StoreError(f"writing layer {record.name!r} to {self.path} failed: {exc}") from exc
             raise
-        self._swap(record)
+        self._swap(record, changed)
         return record
 
     def replace_raster(self, record: LayerRecord, staged: Path) -> LayerRecord:
@@ -197,7 +211,7 @@ class GeoPackageStore:
         self._swap(record)
         return record
 
-    def _swap(self, record: LayerRecord) -> None:
+    def _swap(self, record: LayerRecord, changed: list[Bounds] | None = None) -> None:
         values = record.to_dict()
         values["bounds"] = json.dumps(record.bounds) if record.bounds else None
         values["bounds_wgs84"] = json.dumps(record.bounds_wgs84) if record.bounds_wgs84 else None
@@ -211,6 +225,8 @@ class GeoPackageStore:
                 conn.execute(f"INSERT OR REPLACE INTO {CATALOGUE} ({quoted}) "
                              f"VALUES ({', '.join('?' for _ in names)})", [values[n] for n in names])
                 old = row["table"] if row else None
+                conn.execute(f"INSERT OR REPLACE INTO {CHANGES} VALUES (?, ?, ?)",
+                             (record.name, record.version, json.dumps(changed) if changed is not None else None))
                 if old and old != record.table and record.kind != "dem":
                     self._drop_table_in(conn, old)
                 conn.execute("COMMIT")
@@ -227,6 +243,7 @@ class GeoPackageStore:
         with closing(self._connect()) as conn:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(f"DELETE FROM {CATALOGUE} WHERE name = ?", (name,))
+            conn.execute(f"INSERT OR REPLACE INTO {CHANGES} VALUES (?, ?, NULL)", (name, record.version + 1))
             if record.kind != "dem" and record.table:
                 self._drop_table_in(conn, record.table)
             conn.execute("COMMIT")
