@@ -168,6 +168,24 @@ def sheets_grid(
 
 
 @app.command()
+def serve(
+    city: Annotated[Path, typer.Argument(help="The city workspace folder.")],
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = 1,
+) -> None:
+    """Serve a city: OGC API Features and Tiles, terrain and 3D tiles (docs at /docs)."""
+    from api.app import serve as run
+
+    with _errors():
+        from twin.workspace import City
+
+        City.open(city)
+    out.print(f"serving {city} on http://{host}:{port}/ (API docs at /docs)")
+    run(city, host=host, port=port, workers=workers)
+
+
+@app.command()
 def demo(
     port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 8000,
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Build the demo cities and stop.")] = False,
@@ -182,13 +200,10 @@ def demo(
         out.print(f"[bold]{name}[/]: {c.root} with {len(c.layers())} layers")
     if no_serve:
         return
-    try:
-        from api.app import serve  # arrives with the tile/feature API
-    except ImportError:
-        err.print("the tile/feature API is not in this version yet; the demo cities are built "
-                  f"(inspect them with `twin layers {out_dir}/yantai`)")
-        raise typer.Exit(0) from None
-    serve(cities["yantai"].root, port=port)
+    from api.app import serve as run
+
+    out.print(f"serving the Yantai demo on http://127.0.0.1:{port}/ (API docs at /docs)")
+    run(cities["yantai"].root, port=port)
 
 
 if __name__ == "__main__":

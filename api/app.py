@@ -1,0 +1,102 @@
+"""The FastAPI app serving one city: OGC API Features and Tiles, terrain, 3D Tiles.
+
+`create_app(root)` builds it; `serve(root, ...)` runs it with uvicorn (several worker
+processes with `workers`, each reading the same city; caches stay coherent through the
+store's change log).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.deps import Services
+from api.routes import features, tiles
+from api.settings import ApiSettings
+from tiles.grid import TileOutOfRange
+from tiles.service import TileService
+from tiles.terrain import NoTerrain
+from twin.errors import NotACity, UnknownLayer
+from twin.query import BadQuery
+from twin.snapshots import CityView
+
+__all__ = ["create_app", "app_from_env", "serve"]
+
+log = logging.getLogger("twin.api")
+
+# Domain errors and the status a client gets for them: the one place HTTP meets the model.
+ERROR_STATUS: dict[type[Exception], int] = {
+    BadQuery: 400,
+    TileOutOfRange: 400,
+    UnknownLayer: 404,
+    NoTerrain: 404,
+}
+
+
+def _problem(status: int, title: str, detail: str) -> JSONResponse:
+    return JSONResponse({"code": title, "description": detail}, status_code=status)
+
+
+def create_app(root: str | Path | None = None, settings: ApiSettings | None = None) -> FastAPI:
+    """The API for the city in folder `root` (default: settings.city, i.e. TWIN_CITY)."""
+    settings = settings or ApiSettings()
+    root = Path(root or settings.city or "")
+    if not (root / "city.json").is_file():
+        raise NotACity(f"{root} is not a city workspace; create one with `twin init`")
+    view = CityView(root, ttl=settings.catalogue_ttl)
+    cache_dir = root / "cache" / "tiles" if settings.disk_cache else None
+    app = FastAPI(title=f"twin: {view.city.name}", version="0.1.0",
+                  description="A city information model: GIS layers, BIM models and terrain, served as "
+                              "OGC API - Features and Tiles, Mapbox Vector Tiles, terrain tiles and 3D Tiles.")
+    app.state.services = Services(settings, view, TileService(view, cache_dir, settings.tile_cache_items))
+
+    for error, status in ERROR_STATUS.items():
+        app.add_exception_handler(error, lambda request, exc, status=status: _problem(
+            status, type(exc).__name__, str(exc)))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return _problem(400, "InvalidParameter", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _problem(exc.status_code, "NotFound" if exc.status_code == 404 else "HTTPError", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url)
+        return _problem(500, "InternalError", f"{type(exc).__name__}: {exc}")
+
+    app.add_middleware(GZipMiddleware, minimum_size=512)
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"], allow_headers=["*"],
+                       expose_headers=["ETag", "Content-Crs"])
+    app.include_router(features.router)
+    app.include_router(tiles.router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for uvicorn workers: the city comes from TWIN_CITY."""
+    return create_app()
+
+
+def serve(root: str | Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Run the API with uvicorn on host:port."""
+    import uvicorn
+
+    root = Path(root).resolve()
+    if workers > 1:
+        os.environ["TWIN_CITY"] = str(root)
+        uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    log_level="warning")
+    else:
+        uvicorn.run(create_app(root), host=host, port=port, log_level="warning")

@@ -1,0 +1,236 @@
+"""A vectorised Mapbox Vector Tile 2.1 encoder.
+
+The geometry of all features of a layer is quantised, delta- and zigzag-encoded and
+varint-packed with numpy in one pass, and attributes are factorised per column, so a
+tile costs a few array operations instead of Python work per vertex (what makes the
+pure-Python encoders slow). The output is the protobuf of the MVT 2.1 specification:
+`Tile { repeated Layer layers = 3 }`, layers of version 2.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import numpy as np
+import pandas as pd
+import shapely
+
+__all__ = ["encode_layer", "tile_message", "family_of", "POINT", "LINESTRING", "POLYGON"]
+
+POINT, LINESTRING, POLYGON = 1, 2, 3
+_MOVE_TO, _LINE_TO, _CLOSE_PATH = 1, 2, 7
+_TYPE_BYTE = {POINT: b"\x01", LINESTRING: b"\x02", POLYGON: b"\x03"}
+
+
+def _varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Varint bytes of many unsigned integers, and how many bytes each took."""
+    values = np.asarray(values, dtype=np.uint64)
+    lengths = np.ones(len(values), dtype=np.int64)
+    rest = values >> np.uint64(7)
+    while rest.any():
+        lengths += rest > 0
+        rest = rest >> np.uint64(7)
+    total = int(lengths.sum())
+    out = np.empty(total, dtype=np.uint8)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    remaining = values.copy()
+    for k in range(int(lengths.max()) if len(lengths) else 0):
+        active = lengths > k
+        byte = (remaining[active] & np.uint64(0x7F)).astype(np.uint8)
+        more = lengths[active] > k + 1
+        out[starts[active] + k] = byte | (more.astype(np.uint8) << 7)
+        remaining[active] = remaining[active] >> np.uint64(7)
+    return out, lengths
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(number: int, wire: int) -> bytes:
+    return _varint((number << 3) | wire)
+
+
+def _bytes_field(number: int, payload: bytes) -> bytes:
+    return _field(number, 2) + _varint(len(payload)) + payload
+
+
+def _zigzag(v: np.ndarray) -> np.ndarray:
+    v = v.astype(np.int64)
+    return ((v << 1) ^ (v >> 63)).astype(np.uint64)
+
+
+def _command(cmd: int, count: np.ndarray | int) -> np.ndarray | int:
+    return (np.asarray(count, dtype=np.uint64) << np.uint64(3)) | np.uint64(cmd)
+
+
+def _paths(geoms: np.ndarray, family: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Flat coordinates to emit, and per path: its feature, its number of points, whether closed."""
+    parts, part_feature = shapely.get_parts(geoms, return_index=True)
+    if family == POLYGON:
+        rings, ring_part = shapely.get_rings(parts, return_index=True)
+        coords, coord_ring = shapely.get_coordinates(rings, return_index=True)
+        counts = np.bincount(coord_ring, minlength=len(rings))
+        keep = np.ones(len(coords), dtype=bool)
+        keep[np.cumsum(counts) - 1] = False  # the closing point is ClosePath's job
+        return coords[keep], part_feature[ring_part], counts - 1, np.ones(len(rings), dtype=bool)
+    coords, coord_part = shapely.get_coordinates(parts, return_index=True)
+    counts = np.bincount(coord_part, minlength=len(parts))
+    return coords, part_feature, counts, np.zeros(len(parts), dtype=bool)
+
+
+def _geometry_streams(geoms: np.ndarray, family: int) -> tuple[np.ndarray, np.ndarray]:
+    """The command integers of every feature, concatenated, and each feature's count of them."""
+    n = len(geoms)
+    coords, path_feature, counts, closed = _paths(geoms, family)
+    coords = coords.astype(np.int64)
+    # every feature starts its cursor at (0, 0); within a feature it carries from path to path
+    first_of_feature = np.zeros(len(coords), dtype=bool)
+    path_start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    feature_first_path = np.unique(path_feature, return_index=True)[1]
+    first_of_feature[path_start[feature_first_path]] = True
+    previous = np.vstack([[0, 0], coords[:-1]]) if len(coords) else coords
+    previous[first_of_feature] = 0
+    deltas = _zigzag(coords - previous)
+
+    if family == POINT:
+        # one MoveTo per feature with all its points
+        per_feature_points = np.bincount(path_feature, weights=counts, minlength=n).astype(np.int64)
+        sizes = 1 + 2 * per_feature_points
+        stream = np.empty(int(sizes.sum()), dtype=np.uint64)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        stream[starts] = _command(_MOVE_TO, per_feature_points)
+        mask = np.ones(len(stream), dtype=bool)
+        mask[starts] = False
+        stream[mask] = deltas.ravel()
+        return stream, sizes
+
+    # per path: MoveTo(1) x y LineTo(n-1) (x y)*(n-1) [ClosePath]
+    sizes_path = 4 + 2 * (counts - 1) + closed.astype(np.int64)
+    stream = np.empty(int(sizes_path.sum()), dtype=np.uint64)
+    starts = np.concatenate([[0], np.cumsum(sizes_path)[:-1]]).astype(np.int64)
+    stream[starts] = _command(_MOVE_TO, 1)
+    stream[starts + 3] = _command(_LINE_TO, counts - 1)
+    close_at = (starts + sizes_path - 1)[closed]
+    stream[close_at] = _command(_CLOSE_PATH, 1)
+    mask = np.ones(len(stream), dtype=bool)
+    mask[starts] = False
+    mask[starts + 3] = False
+    mask[close_at] = False
+    stream[mask] = deltas.ravel()
+    sizes = np.bincount(path_feature, weights=sizes_path, minlength=n).astype(np.int64)
+    return stream, sizes
+
+
+def _value_message(value) -> bytes:
+    if isinstance(value, (bool, np.bool_)):
+        return _field(7, 0) + _varint(int(bool(value)))
+    if isinstance(value, (int, np.integer)):
+        v = int(value)
+        return _field(6, 0) + _varint((v << 1) ^ (v >> 63))  # sint64: zigzag
+    if isinstance(value, (float, np.floating)):
+        return _field(3, 1) + struct.pack("<d", float(value))
+    return _bytes_field(1, str(value).encode("utf-8"))
+
+
+def _tags(columns: dict[str, np.ndarray], n: int) -> tuple[list[str], list[bytes], list[bytes]]:
+    """Keys, encoded values, and each feature's packed tag integers."""
+    keys: list[str] = []
+    values: list[bytes] = []
+    value_index: dict[tuple, int] = {}
+    key_columns, value_columns = [], []
+    for name, column in columns.items():
+        codes, uniques = pd.factorize(pd.Series(column, dtype=object), use_na_sentinel=True)
+        if not len(uniques):
+            continue
+        mapping = np.empty(len(uniques), dtype=np.int64)
+        for i, unique in enumerate(uniques):
+            if isinstance(unique, (float, np.floating)) and not math.isfinite(unique):
+                mapping[i] = -1
+                continue
+            ident = (type(unique).__name__, unique)
+            if ident not in value_index:
+                value_index[ident] = len(values)
+                values.append(_value_message(unique))
+            mapping[i] = value_index[ident]
+        key_columns.append(len(keys))
+        keys.append(name)
+        value_columns.append(np.where(codes >= 0, mapping[np.maximum(codes, 0)], -1))
+    if not keys:
+        return keys, values, [b""] * n
+    value_ids = np.column_stack(value_columns)  # (n, k)
+    key_ids = np.broadcast_to(np.array(key_columns), value_ids.shape)
+    pairs = np.stack([key_ids, value_ids], axis=2).reshape(n, -1)  # key, value, key, value...
+    present = np.repeat(value_ids >= 0, 2, axis=1)
+    flat = pairs[present].astype(np.uint64)
+    encoded, lengths = _varints(flat)
+    per_feature = np.bincount(np.repeat(np.arange(n), present.sum(axis=1)), weights=lengths, minlength=n)
+    ends = np.cumsum(per_feature).astype(np.int64)
+    starts = np.concatenate([[0], ends[:-1]])
+    raw = encoded.tobytes()
+    return keys, values, [raw[a:b] for a, b in zip(starts, ends)]
+
+
+def _geometry_bytes(geoms: np.ndarray, family: int) -> list[bytes]:
+    """Each feature's packed geometry command integers."""
+    stream, sizes = _geometry_streams(geoms, family)
+    stream_bytes, stream_lengths = _varints(stream)
+    value_ends = np.cumsum(sizes)
+    byte_ends = np.concatenate([[0], np.cumsum(stream_lengths)])[value_ends]
+    byte_starts = np.concatenate([[0], byte_ends[:-1]])
+    raw = stream_bytes.tobytes()
+    return [raw[a:b] for a, b in zip(byte_starts, byte_ends)]
+
+
+def family_of(geoms: np.ndarray) -> np.ndarray:
+    """POINT, LINESTRING or POLYGON for each geometry (multi-parts with their singles)."""
+    return np.array([0, POINT, LINESTRING, LINESTRING, POLYGON, POINT, LINESTRING, POLYGON, 0],
+                    dtype=np.int64)[shapely.get_type_id(geoms) + 1]
+
+
+def encode_layer(name: str, geoms: np.ndarray, ids: np.ndarray, columns: dict[str, np.ndarray],
+                 extent: int = 4096) -> bytes:
+    """One MVT layer message from geometries already in tile coordinates (integers, y down).
+
+    Points, lines and polygons (multi-parts included) may be mixed. Returns the bytes of
+    the `Layer` message (without its field tag).
+    """
+    n = len(geoms)
+    families = family_of(geoms)
+    geometry: list[bytes] = [b""] * n
+    for family in (POINT, LINESTRING, POLYGON):
+        chosen = np.flatnonzero(families == family)
+        if len(chosen):
+            for i, data in zip(chosen, _geometry_bytes(geoms[chosen], family)):
+                geometry[i] = data
+    keys, values, tags = _tags(columns, n)
+    features = bytearray()
+    for i in range(n):
+        if not families[i]:
+            continue
+        body = b"".join((b"\x08", _varint(int(ids[i])),
+                         (b"\x12" + _varint(len(tags[i])) + tags[i]) if tags[i] else b"",
+                         b"\x18", _TYPE_BYTE[families[i]], b"\x22", _varint(len(geometry[i])), geometry[i]))
+        features += b"\x12" + _varint(len(body)) + body
+    layer = bytearray(_field(15, 0) + _varint(2) + _bytes_field(1, name.encode("utf-8")))
+    layer += features
+    for key in keys:
+        layer += _bytes_field(3, key.encode("utf-8"))
+    for value in values:
+        layer += _bytes_field(4, value)
+    layer += _field(5, 0) + _varint(extent)
+    return bytes(layer)
+
+
+def tile_message(layers: list[bytes]) -> bytes:
+    """A Tile message from encoded layers."""
+    return b"".join(_bytes_field(3, layer) for layer in layers)

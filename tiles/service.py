@@ -1,0 +1,90 @@
+"""Tiles of a city, cached: the one object the HTTP layer asks for vector, terrain and 3D tiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tiles import terrain, tiles3d
+from tiles.cache import CachedTile, TileCache
+from tiles.grid import check_tile, tile_bounds_in
+from tiles.vector import encode_tile, zoom_range
+from twin.errors import UnknownLayer
+from twin.snapshots import CityView
+
+__all__ = ["TileService", "COMBINED", "TILE_LAYER_KINDS"]
+
+COMBINED = "city"
+# What the combined tileset holds: the 2D layers of the city, not the BIM element table.
+TILE_LAYER_KINDS = {"building", "bim", "facility", "pipe", "sensor", "manhole", "lamp", "camera", "base_station",
+                    "weather_station", "community", "school", "map_sheet", "planning_area", "district",
+                    "urban_area", "key_area", "green"}
+
+
+class TileService:
+    """Vector, terrain and 3D tiles of one city, with memory and disk caches."""
+
+    def __init__(self, view: CityView, cache_dir: Path | None = None, memory_items: int = 4096) -> None:
+        self.view = view
+        store = view.city.store
+        self.cache = TileCache(cache_dir, store.changes, memory_items)
+
+    def combined_layers(self) -> list[str]:
+        """The layers of the combined tileset."""
+        return sorted(r.name for r in self.view.vector_layers() if r.kind in TILE_LAYER_KINDS)
+
+    def vector_tile(self, layers: list[str], z: int, x: int, y: int, tileset: str) -> CachedTile:
+        """An MVT of `layers` (cached per tileset, re-rendered only where a layer changed)."""
+        check_tile(z, x, y)
+        versions = {name: self.view.record(name).version for name in layers}
+        key = f"mvt/{tileset}/{z}/{x}/{y}"
+        area = tile_bounds_in(self.view.city.crs, z, x, y)
+        cached = self.cache.get(key, versions, area)
+        if cached is not None:
+            return cached
+        snapshots = [self.view.snapshot(name) for name in layers]
+        versions = {s.record.name: s.version for s in snapshots}
+        return self.cache.put(key, encode_tile(snapshots, z, x, y), versions)
+
+    def layer_zooms(self, name: str) -> tuple[int, int]:
+        """A layer's zoom range in the tiles."""
+        return zoom_range(self.view.record(name).kind)
+
+    def dem(self) -> tuple[str, int, Path]:
+        """The DEM layer's name, version and COG; raises UnknownLayer without one."""
+        path = self.view.dem_path()
+        if path is None:
+            raise UnknownLayer("the city has no DEM; ingest one with `twin ingest CITY dem.tif --kind dem`")
+        record = next(r for r in self.view.records().values() if r.kind == "dem" and self.view.city.root / r.table == path)
+        return record.name, record.version, path
+
+    def terrain_tile(self, style: str, z: int, x: int, y: int) -> CachedTile:
+        """A Terrarium (`style` "terrarium") or hillshade PNG; raises terrain.NoTerrain off the DEM."""
+        check_tile(z, x, y)
+        name, version, path = self.dem()
+        key = f"terrain/{style}/{z}/{x}/{y}"
+        area = tile_bounds_in(self.view.city.crs, z, x, y)
+        cached = self.cache.get(key, {name: version}, area)
+        if cached is not None:
+            return cached
+        render = terrain.terrarium_png if style == "terrarium" else terrain.hillshade_png
+        return self.cache.put(key, render(path, z, x, y), {name: version})
+
+    def bim_layers(self) -> list[str]:
+        """The layers whose rows carry placed BIM models."""
+        return [r.name for r in self.view.vector_layers() if r.kind in ("bim", "facility")]
+
+    def tileset(self) -> dict:
+        """The 3D Tiles tileset of every BIM building and facility."""
+        return tiles3d.tileset([self.view.snapshot(name) for name in self.bim_layers()])
+
+    def glb_path(self, uid: str) -> Path:
+        """The GLB of a BIM building or facility, by its uid (never a path from a URL)."""
+        for name in self.bim_layers():
+            frame = self.view.snapshot(name).frame
+            match = frame.loc[frame["uid"] == uid, "glb"]
+            if len(match):
+                root = self.view.city.root.resolve()
+                path = (root / str(match.iloc[0])).resolve()
+                if root in path.parents and path.is_file():
+                    return path
+        raise UnknownLayer(f"no BIM model {uid!r}")

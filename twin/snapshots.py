@@ -1,0 +1,128 @@
+"""The read side of a city: each layer held in memory per version, with spatial indexes.
+
+Servers ask a `CityView` for a layer; it re-reads the catalogue at most every `ttl`
+seconds and a layer's features only when its version changed, so a request costs a
+dictionary look-up and an R-tree query, and an ingest by any process shows up within
+`ttl`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import shapely
+
+from twin.crs import WEB_MERCATOR, transformer
+from twin.errors import UnknownLayer
+from twin.store import LayerRecord
+from twin.workspace import City
+
+__all__ = ["LayerSnapshot", "CityView"]
+
+
+@dataclass
+class LayerSnapshot:
+    """One version of a vector layer in memory: features in the city CRS and their R-tree."""
+
+    record: LayerRecord
+    frame: gpd.GeoDataFrame
+    tree: shapely.STRtree
+    _mercator: np.ndarray | None = field(default=None, repr=False)
+    _mercator_tree: shapely.STRtree | None = field(default=None, repr=False)
+    _simplified: dict[float, np.ndarray] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def load(cls, city: City, record: LayerRecord) -> "LayerSnapshot":
+        """Read a layer from the store and index it."""
+        frame = city.features(record.name).reset_index(drop=True)
+        geoms = shapely.force_2d(np.asarray(frame.geometry.values, dtype=object))
+        return cls(record, frame, shapely.STRtree(geoms))
+
+    @property
+    def version(self) -> int:
+        """The layer version this snapshot holds."""
+        return self.record.version
+
+    def mercator(self) -> tuple[np.ndarray, shapely.STRtree]:
+        """2D geometries in Web Mercator and their R-tree, made on first use (for tiles)."""
+        with self._lock:
+            if self._mercator is None:
+                t = transformer(self.frame.crs, WEB_MERCATOR)
+                geoms = shapely.force_2d(np.asarray(self.frame.geometry.values, dtype=object))
+                self._mercator = shapely.transform(geoms, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+                self._mercator_tree = shapely.STRtree(self._mercator)
+            return self._mercator, self._mercator_tree
+
+    def mercator_simplified(self, tolerance: float) -> np.ndarray:
+        """Web Mercator geometries simplified to `tolerance` metres, made once per tolerance (zoom)."""
+        cached = self._simplified.get(tolerance)
+        if cached is None:
+            geoms, _ = self.mercator()
+            types = shapely.get_type_id(geoms)
+            cached = geoms.copy()
+            lines_or_areas = (types != 0) & (types != 4)
+            cached[lines_or_areas] = shapely.simplify(geoms[lines_or_areas], tolerance, preserve_topology=True)
+            self._simplified[tolerance] = cached
+        return cached
+
+
+class CityView:
+    """Cached, versioned read access to a city's layers, safe to share between threads."""
+
+    def __init__(self, root: str | Path, ttl: float = 0.5) -> None:
+        self.city = City.open(root)
+        self.ttl = ttl
+        self._records: dict[str, LayerRecord] = {}
+        self._read_at = 0.0
+        self._snapshots: dict[str, LayerSnapshot] = {}
+        self._lock = threading.Lock()
+
+    def records(self) -> dict[str, LayerRecord]:
+        """The catalogue by layer name, at most `ttl` seconds old."""
+        now = time.monotonic()
+        if now - self._read_at > self.ttl:
+            with self._lock:
+                if now - self._read_at > self.ttl:
+                    self._records = {r.name: r for r in self.city.layers()}
+                    self._read_at = time.monotonic()
+        return self._records
+
+    def record(self, name: str) -> LayerRecord:
+        """One layer's catalogue record; raises UnknownLayer."""
+        try:
+            return self.records()[name]
+        except KeyError:
+            raise UnknownLayer(f"no layer {name!r}; layers: {sorted(self.records())}") from None
+
+    def vector_layers(self) -> list[LayerRecord]:
+        """The layers that hold features (not rasters)."""
+        return [r for r in self.records().values() if r.kind != "dem"]
+
+    def snapshot(self, name: str) -> LayerSnapshot:
+        """The current version of a vector layer, in memory."""
+        record = self.record(name)
+        if record.kind == "dem":
+            raise UnknownLayer(f"layer {name!r} is a raster, not a collection of features")
+        current = self._snapshots.get(name)
+        if current is not None and current.version == record.version:
+            return current
+        with self._lock:
+            current = self._snapshots.get(name)
+            if current is None or current.version != record.version:
+                current = LayerSnapshot.load(self.city, record)
+                self._snapshots[name] = current
+        return current
+
+    def dem_path(self) -> Path | None:
+        """The COG of the city's DEM (the layer named 'dem', else the newest dem layer)."""
+        dems = [r for r in self.records().values() if r.kind == "dem"]
+        if not dems:
+            return None
+        chosen = next((r for r in dems if r.name == "dem"), max(dems, key=lambda r: r.updated or ""))
+        return self.city.root / chosen.table
