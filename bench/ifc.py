@@ -13,7 +13,8 @@ generated model (a grid of columns, beams, slabs and walls over the storeys of o
 IfcBuilding, every element with a representation of its own, placed by an
 IfcMapConversion to EPSG:4549) is built once with ifcopenshell.api and kept under
 bench/out/. Each round runs, alternating, one fresh subprocess per contender, so that each
-reports its own peak memory (ru_maxrss) and no IFC cache of a previous run can help:
+reports its own peak memory (VmHWM, see `peak_mb`) and no IFC cache of a previous run
+can help:
 
 a) the floor: ``ifcopenshell.open`` (or, for a release-candidate schema, the header rewrite
    our reader does) and one ``ifcopenshell.geom.iterator`` pass with ``use-world-coords``,
@@ -205,8 +206,19 @@ def ensure_generated(elements: int) -> Path:
 # -- the contenders, each in a subprocess of its own -----------------------------------------
 
 def peak_mb() -> float:
-    """This process's peak resident memory so far, in MB (ru_maxrss is kB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory so far, in MB.
+
+    VmHWM, the high-water mark of this process's own memory map, where Linux has it:
+    ru_maxrss (and so /usr/bin/time %M) carries over the parent's peak across fork and
+    exec, which would charge a child for the benchmark's own memory.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
 def child_floor(path: Path) -> dict:
@@ -424,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
 
     median = statistics.median
     print(f"\nIFC ingest vs the bare IfcOpenShell iterator ({multiprocessing.cpu_count()} threads), "
-          f"median of {args.rounds} rounds each, fresh subprocess and city per run; MB = peak RSS of the run")
+          f"median of {args.rounds} rounds each, fresh subprocess and city per run; MB = peak RSS (VmHWM) of the run")
     print(f"  {'file':<38} {'size':>7} {'shapes':>6} {'elems':>6} | {'floor':>7} {'MB':>5} | {'ours':>7} {'MB':>5} | "
           f"{'ratio':>5} | {'re-ingest':>15} | {'moved':>15}")
     verdicts = []

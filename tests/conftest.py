@@ -99,3 +99,70 @@ def write_dem(path: Path, *, crs: str | None = "EPSG:4549", origin=(YANTAI_X - 5
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(z, 1)
     return path
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`twin serve` running in a subprocess on 127.0.0.1, stopped by `close`."""
+
+    def __init__(self, root: Path, env: dict[str, str] | None = None, workers: int = 1) -> None:
+        import os
+        import subprocess
+        import sys
+        import time
+
+        import httpx
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environment = {**os.environ, "TWIN_CATALOGUE_TTL": "0.2", **(env or {})}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "twin.cli", "serve", str(root), "--port", str(self.port), "--workers", str(workers)],
+            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stdout.read().decode()}")
+            try:
+                if httpx.get(f"{self.url}/conformance", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.close()
+        raise RuntimeError("server did not start within 60 s")
+
+    def close(self) -> None:
+        import os
+        import signal
+
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except Exception:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def demo_city(tmp_path_factory) -> City:
+    """The demo's Yantai district (with its BIM models), built once per test session."""
+    from twin.demo import build_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    return build_demo(out, shared_data=SHARED_DATA)["yantai"]
+
+
+@pytest.fixture(scope="session")
+def server(demo_city):
+    """`twin serve` over the demo city, for the whole session."""
+    running = Server(demo_city.root)
+    yield running
+    running.close()

@@ -31,6 +31,7 @@ class CachedTile:
 
     data: bytes
     versions: dict[str, int]
+    hit: bool = False  # served from a cache rather than rendered for this request
 
     @property
     def etag(self) -> str:
@@ -80,9 +81,10 @@ class TileCache:
             if not self._still_valid(tile, current, area):
                 return None
             tile = CachedTile(tile.data, dict(current))
-            self._write(key, tile) if self.root is not None else None
+            if self.root is not None:
+                self._write(key, tile)
         self._remember(key, tile)
-        return tile
+        return CachedTile(tile.data, tile.versions, hit=True)
 
     def put(self, key: str, data: bytes, versions: dict[str, int]) -> CachedTile:
         """Store a freshly rendered tile."""

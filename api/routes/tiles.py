@@ -24,7 +24,8 @@ Y = Annotated[int, Path(description="tile row (from the north)")]
 
 
 def _tile_response(request: Request, svc: Services, tile: CachedTile, media_type: str) -> Response:
-    headers = {"ETag": tile.etag, "Cache-Control": f"public, max-age={svc.settings.tile_max_age}"}
+    headers = {"ETag": tile.etag, "Cache-Control": f"public, max-age={svc.settings.tile_max_age}",
+               "X-Tile-Cache": "hit" if tile.hit else "miss"}
     if not_modified(request, tile.etag):
         return Response(status_code=304, headers=headers)
     if not tile.data:

@@ -1,0 +1,182 @@
+"""OGC API - Features over a running server, read with httpx and with GDAL's OAPIF driver."""
+
+from __future__ import annotations
+
+import subprocess
+
+import httpx
+import numpy as np
+import pytest
+from pyproj import Transformer
+
+
+def get(server, path: str, **params) -> httpx.Response:
+    return httpx.get(f"{server.url}{path}", params=params, timeout=30)
+
+
+def test_landing_page_links_to_the_api_the_data_and_conformance(server):
+    body = get(server, "/").json()
+    rels = {link["rel"]: link["href"] for link in body["links"]}
+    assert rels["data"].endswith("/collections") and rels["conformance"].endswith("/conformance")
+    assert rels["service-desc"].endswith("/openapi.json")
+    assert get(server, "/openapi.json").status_code == 200
+
+
+def test_conformance_declares_core_geojson_and_crs(server):
+    classes = get(server, "/conformance").json()["conformsTo"]
+    for part in ("ogcapi-features-1/1.0/conf/core", "ogcapi-features-1/1.0/conf/geojson",
+                 "ogcapi-features-2/1.0/conf/crs", "ogcapi-tiles-1/1.0/conf/mvt"):
+        assert any(c.endswith(part) for c in classes)
+
+
+def test_collections_list_every_vector_layer_with_extent_and_count(server, demo_city):
+    body = get(server, "/collections").json()
+    listed = {c["id"]: c for c in body["collections"]}
+    layers = {r.name: r for r in demo_city.layers() if r.kind != "dem"}
+    assert set(listed) == set(layers)
+    for name, record in layers.items():
+        assert listed[name]["itemCount"] == record.feature_count
+        assert listed[name]["extent"]["spatial"]["bbox"][0] == pytest.approx(list(record.bounds_wgs84))
+        assert "http://www.opengis.net/def/crs/EPSG/0/4549" in listed[name]["crs"]
+        assert listed[name]["storageCrs"] == "http://www.opengis.net/def/crs/EPSG/0/4549"
+
+
+def test_paging_with_next_links_returns_every_feature_once(server, demo_city):
+    url = f"{server.url}/collections/pipe/items?limit=150"
+    seen = []
+    while url:
+        body = httpx.get(url, timeout=30).json()
+        assert body["numberMatched"] == demo_city.layer("pipe").feature_count
+        seen += [f["id"] for f in body["features"]]
+        url = next((link["href"] for link in body["links"] if link["rel"] == "next"), None)
+    assert len(seen) == len(set(seen)) == demo_city.layer("pipe").feature_count
+
+
+def test_default_limit_is_100(server):
+    body = get(server, "/collections/lamp/items").json()
+    assert body["numberReturned"] == 100 and body["numberMatched"] > 100
+
+
+def test_property_filter_selects_by_value(server, demo_city):
+    pipes = demo_city.features("pipe")
+    body = get(server, "/collections/pipe/items", utility="gas", limit=10000).json()
+    assert body["numberMatched"] == int((pipes["utility"] == "gas").sum())
+    assert {f["properties"]["utility"] for f in body["features"]} == {"gas"}
+    smart = get(server, "/collections/lamp/items", smart="true", limit=1).json()["numberMatched"]
+    assert smart == int(demo_city.features("lamp")["smart"].sum())
+
+
+def test_bbox_in_crs84_and_in_the_city_crs_select_the_same_features(server, demo_city):
+    x0, y0, x1, y1 = 623_200.0, 4_155_600.0, 623_700.0, 4_156_100.0
+    lon0, lat0 = Transformer.from_crs("EPSG:4549", "OGC:CRS84", always_xy=True).transform(x0, y0)
+    lon1, lat1 = Transformer.from_crs("EPSG:4549", "OGC:CRS84", always_xy=True).transform(x1, y1)
+    in_city = get(server, "/collections/building/items", bbox=f"{y0},{x0},{y1},{x1}",  # northing first
+                  **{"bbox-crs": "http://www.opengis.net/def/crs/EPSG/0/4549"}, limit=10000).json()
+    in_lonlat = get(server, "/collections/building/items", bbox=f"{lon0},{lat0},{lon1},{lat1}", limit=10000).json()
+    expected = demo_city.features("building", bbox=(x0, y0, x1, y1))
+    assert in_city["numberMatched"] == len(expected) > 0
+    # the lon/lat box, reprojected, encloses the metric one: never fewer features
+    assert {f["id"] for f in in_city["features"]} <= {f["id"] for f in in_lonlat["features"]}
+
+
+def test_crs_parameter_returns_coordinates_in_that_crs_and_axis_order(server, demo_city):
+    first = demo_city.features("manhole").iloc[0]
+    x, y = first.geometry.x, first.geometry.y
+    uid = first["uid"]
+    city = get(server, f"/collections/manhole/items/{uid}", crs="http://www.opengis.net/def/crs/EPSG/0/4549")
+    assert city.headers["content-crs"] == "<http://www.opengis.net/def/crs/EPSG/0/4549>"
+    assert city.json()["geometry"]["coordinates"][:2] == pytest.approx([y, x], abs=0.001)  # northing, easting
+    lon, lat = Transformer.from_crs("EPSG:4549", "EPSG:4326", always_xy=True).transform(x, y)
+    latlon = get(server, f"/collections/manhole/items/{uid}", crs="http://www.opengis.net/def/crs/EPSG/0/4326").json()
+    assert latlon["geometry"]["coordinates"][:2] == pytest.approx([lat, lon], abs=1e-7)
+    cgcs = get(server, f"/collections/manhole/items/{uid}", crs="http://www.opengis.net/def/crs/EPSG/0/4490").json()
+    assert cgcs["geometry"]["coordinates"][:2] == pytest.approx([lat, lon], abs=1e-5)
+    default = get(server, f"/collections/manhole/items/{uid}").json()
+    assert default["geometry"]["coordinates"][:2] == pytest.approx([lon, lat], abs=1e-7)
+
+
+def test_datetime_filters_the_survey_date_of_map_sheets(server, demo_city):
+    sheets = demo_city.features("map_sheet")
+    dates = sorted(sheets["survey_date"].dropna())
+    middle = dates[len(dates) // 2]
+    body = get(server, "/collections/map_sheet/items", datetime=f"../{middle}").json()
+    assert body["numberMatched"] == sum(d <= middle for d in dates)
+    assert get(server, "/collections/pipe/items", datetime="2020-01-01").status_code == 400
+
+
+def test_bim_elements_of_one_building(server, demo_city):
+    bim = demo_city.features("bim")
+    fzk = bim[bim["model"] == "AC20-FZK-Haus.ifc"].iloc[0]["uid"]
+    body = get(server, "/collections/bim-elements/items", building=fzk, limit=1000).json()
+    elements = demo_city.features("bim-elements")
+    assert body["numberMatched"] == int((elements["building"] == fzk).sum()) > 50
+    one = body["features"][0]["id"]
+    full = get(server, f"/collections/bim-elements/items/{one}").json()
+    assert isinstance(full["properties"]["properties"], dict), "property sets come as JSON objects"
+    building = get(server, f"/collections/bim/items/{fzk}").json()
+    assert any(link["rel"] == "enclosure" and link["href"].endswith(".glb") for link in building["links"])
+
+
+@pytest.mark.parametrize("path,params", [
+    ("/collections/pipe/items", {"limit": "10001"}),
+    ("/collections/pipe/items", {"limit": "0"}),
+    ("/collections/pipe/items", {"limit": "ten"}),
+    ("/collections/pipe/items", {"offset": "-1"}),
+    ("/collections/pipe/items", {"bbox": "1,2,3"}),
+    ("/collections/pipe/items", {"bbox": "a,b,c,d"}),
+    ("/collections/pipe/items", {"bbox": "121.4,37.6,121.5,37.5"}),
+    ("/collections/pipe/items", {"bbox": "200,0,201,1"}),
+    ("/collections/pipe/items", {"bbox": "121,37,122,38", "bbox-crs": "EPSG:9999"}),
+    ("/collections/pipe/items", {"crs": "EPSG:3857"}),
+    ("/collections/pipe/items", {"crs": "not a crs"}),
+    ("/collections/pipe/items", {"colour": "red"}),
+    ("/collections/pipe/items", {"diameter_mm": "wide"}),
+    ("/collections/pipe/items", {"datetime": "yesterday"}),
+    ("/collections/map_sheet/items", {"datetime": "2022-01-01/2021-01-01"}),
+])
+def test_bad_parameters_are_400_with_a_reason(server, path, params):
+    response = get(server, path, **params)
+    assert response.status_code == 400, response.text
+    assert response.json()["description"]
+
+
+@pytest.mark.parametrize("path", [
+    "/collections/nope", "/collections/nope/items", "/collections/pipe/items/pipe.nope",
+    "/collections/dem/items", "/collections/..%2F..%2Fcity.json/items", "/3dtiles/content/..%2F..%2Fcity.json.glb",
+    "/3dtiles/content/pipe.JS-0001.glb", "/nothing/here",
+])
+def test_unknown_things_are_404(server, path):
+    response = httpx.get(f"{server.url}{path}", timeout=30)
+    assert response.status_code == 404, response.text
+
+
+def test_json_responses_carry_etags_and_answer_304(server):
+    first = get(server, "/collections/pipe/items", limit=5)
+    etag = first.headers["etag"]
+    again = httpx.get(f"{server.url}/collections/pipe/items", params={"limit": 5}, headers={"If-None-Match": etag})
+    assert again.status_code == 304
+
+
+def test_large_json_is_gzipped(server):
+    response = httpx.get(f"{server.url}/collections/pipe/items", params={"limit": 500},
+                         headers={"Accept-Encoding": "gzip"})
+    assert response.headers.get("content-encoding") == "gzip"
+
+
+def test_gdal_oapif_lists_the_collections_and_reads_the_features(server, demo_city):
+    listing = subprocess.run(["ogrinfo", "-ro", "-q", f"OAPIF:{server.url}"], capture_output=True, text=True,
+                             timeout=120, check=True).stdout
+    for name in ("pipe", "building", "bim", "bim-elements", "sensor"):
+        assert f": {name} (" in listing
+    info = subprocess.run(["ogrinfo", "-ro", "-so", f"OAPIF:{server.url}/collections/pipe", "pipe"],
+                          capture_output=True, text=True, timeout=120, check=True).stdout
+    assert f"Feature Count: {demo_city.layer('pipe').feature_count}" in info
+    assert 'ID["EPSG",4326]' in info
+    features = subprocess.run(["ogr2ogr", "-f", "GeoJSON", "/vsistdout/", f"OAPIF:{server.url}/collections/sensor",
+                               "sensor"], capture_output=True, text=True, timeout=120, check=True).stdout
+    import json
+    read = json.loads(features)["features"]
+    assert len(read) == demo_city.layer("sensor").feature_count
+    lon, lat = read[0]["geometry"]["coordinates"][:2]
+    assert 121.3 < lon < 121.5 and 37.4 < lat < 37.6
+    assert np.isfinite(lon)
