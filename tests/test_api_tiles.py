@@ -229,3 +229,36 @@ def test_an_ingest_invalidates_the_tiles_of_the_changed_area_only(tmp_path, pipe
         assert after_far.content == before_far.content
     finally:
         server.close()
+
+
+def test_slivers_that_collapse_on_the_tile_grid_are_dropped_not_an_error(city, tmp_path):
+    from tiles.vector import encode_tile
+    from twin.snapshots import CityView
+
+    slivers = [{"geometry": {"type": "Polygon", "coordinates": [[[YANTAI_X + i, YANTAI_Y], [YANTAI_X + i + 0.05, YANTAI_Y],
+                                                                 [YANTAI_X + i + 0.05, YANTAI_Y + 30], [YANTAI_X + i, YANTAI_Y]]]},
+                "properties": {"height_m": 3}} for i in range(5)]
+    slivers.append({"geometry": {"type": "Polygon", "coordinates": [[[YANTAI_X, YANTAI_Y + 50], [YANTAI_X + 40, YANTAI_Y + 50],
+                                                                      [YANTAI_X + 40, YANTAI_Y + 90], [YANTAI_X, YANTAI_Y + 50]]]},
+                    "properties": {"height_m": 9}})
+    city.ingest(write_geojson(tmp_path / "s.geojson", slivers), "building")
+    view = CityView(city.root)
+    lon, lat = transformer(city.crs, TMS.geographic_crs).transform(YANTAI_X + 20, YANTAI_Y + 60)
+    for z in (13, 14, 15):
+        t = TMS.tile(lon, lat, z)
+        layers = mapbox_vector_tile.decode(encode_tile([view.snapshot("building")], z, t.x, t.y))
+        heights = [f["properties"]["height_m"] for f in layers["building"]["features"]]
+        assert 9 in heights
+
+
+def test_tiles_seed_fills_the_disk_cache_and_a_second_run_renders_nothing(demo_city, tmp_path):
+    import sys
+    twin = shutil.which("twin", path=str(Path(sys.executable).parent))
+    first = subprocess.run([twin, "tiles", "seed", str(demo_city.root), "--zoom", "13-14", "--layer", "pipe"],
+                           capture_output=True, text=True, timeout=300, check=True).stdout
+    rendered = int(first.split(" tiles rendered")[0].split()[-1])
+    assert rendered > 0
+    second = subprocess.run([twin, "tiles", "seed", str(demo_city.root), "--zoom", "13-14", "--layer", "pipe"],
+                            capture_output=True, text=True, timeout=300, check=True).stdout
+    assert second.startswith("0 tiles rendered")
+    assert any((demo_city.root / "cache" / "tiles" / "mvt" / "layer" / "pipe" / "14").rglob("*.bin"))

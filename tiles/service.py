@@ -45,6 +45,45 @@ class TileService:
         versions = {s.record.name: s.version for s in snapshots}
         return self.cache.put(key, encode_tile(snapshots, z, x, y), versions)
 
+    def seed(self, zooms: range, layers: list[str] | None = None, terrain: bool = True,
+             progress=None) -> dict[str, int]:
+        """Render every tile over the city's extent at `zooms` into the caches.
+
+        `layers` None seeds the combined tileset; otherwise one tileset per layer.
+        `progress(total)` returns a callback given 1 per tile. Returns counts by outcome.
+        """
+        import morecantile
+
+        tilesets = [(COMBINED, self.combined_layers())] if layers is None else [(f"layer/{n}", [n]) for n in layers]
+        boxes = [self.view.record(n).bounds_wgs84 for _, names in tilesets for n in names]
+        boxes = [b for b in boxes if b]
+        if not boxes:
+            return {"rendered": 0, "cached": 0, "empty": 0}
+        west, south = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        east, north = max(b[2] for b in boxes), max(b[3] for b in boxes)
+        tms = morecantile.tms.get("WebMercatorQuad")
+        tiles = list(tms.tiles(west, south, east, north, list(zooms)))
+        dem = self.view.dem_path() if terrain else None
+        total = len(tiles) * len(tilesets) + (2 * len(tiles) if dem is not None else 0)
+        tick = progress(total) if progress else None
+        counts = {"rendered": 0, "cached": 0, "empty": 0}
+        for t in tiles:
+            for tileset, names in tilesets:
+                tile = self.vector_tile(names, t.z, t.x, t.y, tileset)
+                counts["cached" if tile.hit else ("rendered" if tile.data else "empty")] += 1
+                if tick:
+                    tick(1)
+            if dem is not None:
+                for style in ("terrarium", "hillshade"):
+                    try:
+                        tile = self.terrain_tile(style, t.z, t.x, t.y)
+                        counts["cached" if tile.hit else "rendered"] += 1
+                    except terrain.NoTerrain:
+                        counts["empty"] += 1
+                    if tick:
+                        tick(1)
+        return counts
+
     def layer_zooms(self, name: str) -> tuple[int, int]:
         """A layer's zoom range in the tiles."""
         return zoom_range(self.view.record(name).kind)

@@ -73,9 +73,10 @@ def layer_message(snapshot: LayerSnapshot, z: int, x: int, y: int) -> bytes | No
     if lines_or_areas.any():
         chosen = chosen.copy()
         chosen[lines_or_areas] = shapely.clip_by_rect(chosen[lines_or_areas], *box)
-    # into tile units, y down, on the integer grid
-    chosen = shapely.transform(chosen, lambda c: np.round((c - (west, north)) / (unit, -unit)))
-    chosen = shapely.remove_repeated_points(chosen)
+    # into tile units, y down, snapped to the integer grid; parts that collapse on the grid
+    # (a sliver narrower than a tile unit) are dropped and what remains stays valid
+    chosen = shapely.transform(chosen, lambda c: (c - (west, north)) / (unit, -unit))
+    chosen = shapely.set_precision(chosen, 1.0)
     polygonal = np.isin(shapely.get_type_id(chosen), (3, 6))
     if polygonal.any():
         # exterior rings with positive area in tile coordinates, as MVT 2.1 wants

@@ -21,6 +21,8 @@ app = typer.Typer(help="twin: a city information model fusing BIM and GIS.", no_
                   pretty_exceptions_enable=False, add_completion=False)
 sheets_app = typer.Typer(help="Standard large-scale map sheet grids.", no_args_is_help=True)
 app.add_typer(sheets_app, name="sheets")
+tiles_app = typer.Typer(help="Tile caches.", no_args_is_help=True)
+app.add_typer(tiles_app, name="tiles")
 
 # Piped output (scripts, CI logs) is not cut at 80 columns.
 out = Console() if sys.stdout.isatty() else Console(width=200)
@@ -165,6 +167,39 @@ def sheets_grid(
     else:
         for sheet in grid["sheet_id"]:
             typer.echo(sheet)
+
+
+def _zoom_range(text: str) -> range:
+    lo, _, hi = text.partition("-")
+    try:
+        first, last = int(lo), int(hi or lo)
+    except ValueError:
+        raise ValueError(f"--zoom {text!r} is not a zoom or a range like 12-17") from None
+    if not 0 <= first <= last <= 24:
+        raise ValueError(f"--zoom {text!r} must lie within 0-24, low first")
+    return range(first, last + 1)
+
+
+@tiles_app.command("seed")
+def tiles_seed(
+    city: Annotated[Path, typer.Argument(help="The city workspace folder.")],
+    zoom: Annotated[str, typer.Option("--zoom", help="Zoom or range, e.g. 12-17.")] = "12-17",
+    layer: Annotated[Optional[list[str]], typer.Option("--layer", help="Seed this layer's own tileset (repeatable); default: the combined tileset.")] = None,
+    no_terrain: Annotated[bool, typer.Option("--no-terrain", help="Skip terrain and hillshade tiles.")] = False,
+) -> None:
+    """Pre-render tiles over the city into the disk cache (CITY/cache/tiles) that `twin serve` reads."""
+    from tiles.service import TileService
+    from twin.snapshots import CityView
+
+    with _errors():
+        zooms = _zoom_range(zoom)
+        view = CityView(city)
+        service = TileService(view, city / "cache" / "tiles", memory_items=0)
+        with _progress(sys.stderr.isatty()) as progress:
+            reporter = (lambda total: progress("seeding tiles", total)) if progress else None
+            counts = service.seed(zooms, layer or None, terrain=not no_terrain, progress=reporter)
+    out.print(f"{counts['rendered']} tiles rendered, {counts['cached']} already cached and current, "
+              f"{counts['empty']} empty, zooms {zooms.start}-{zooms.stop - 1}")
 
 
 @app.command()

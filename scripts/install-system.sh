@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Debian packages the tests drive as real clients and servers: GDAL's command-line tools
+# (OAPIF and MVT drivers, ogr2ogr) and Node.js for the glTF and 3D Tiles checks.
+# Installs only what is missing; needs root (or sudo).
+set -euo pipefail
+
+need=()
+command -v ogrinfo >/dev/null 2>&1 || need+=(gdal-bin)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "need root to install: ${need[*]}" >&2; exit 1; }
+    SUDO=sudo
+fi
+echo "installing Debian packages: ${need[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
