@@ -68,7 +68,7 @@ def landing(request: Request, svc: Annotated[Services, Depends(services)]) -> Re
         "links": [
             {"href": f"{base}/", "rel": "self", "type": "application/json", "title": "this document"},
             {"href": f"{base}/openapi.json", "rel": "service-desc",
-             "type": "application/vnd.oai.openapi+json;version=3.0", "title": "the API definition"},
+             "type": "application/vnd.oai.openapi+json;version=3.1", "title": "the API definition"},
             {"href": f"{base}/docs", "rel": "service-doc", "type": "text/html", "title": "the API documentation"},
             {"href": f"{base}/conformance", "rel": "conformance", "type": "application/json"},
             {"href": f"{base}/collections", "rel": "data", "type": "application/json", "title": "the layers"},
