@@ -180,3 +180,35 @@ def test_gdal_oapif_lists_the_collections_and_reads_the_features(server, demo_ci
     lon, lat = read[0]["geometry"]["coordinates"][:2]
     assert 121.3 < lon < 121.5 and 37.4 < lat < 37.6
     assert np.isfinite(lon)
+
+
+from urllib.parse import quote  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_junk = st.one_of(st.text(max_size=30), st.integers(-10**12, 10**12).map(str),
+                  st.floats(allow_nan=True, allow_infinity=True).map(str),
+                  st.lists(st.floats(-1e9, 1e9), min_size=0, max_size=7).map(lambda v: ",".join(map(str, v))))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(collection=st.sampled_from(["pipe", "building", "bim-elements", "map_sheet", "nope", "dem", "%2e%2e", "pipe%00"]),
+       params=st.dictionaries(st.sampled_from(["bbox", "bbox-crs", "crs", "limit", "offset", "datetime", "utility",
+                                               "smart", "diameter_mm", "storey", "f", "x"]), _junk, max_size=4),
+       feature=st.one_of(st.none(), st.text(max_size=20)))
+def test_nothing_a_client_sends_to_features_is_a_server_error(server, collection, params, feature):
+    path = f"/collections/{collection}/items" + (f"/{quote(feature, safe='')}" if feature else "")
+    response = httpx.get(f"{server.url}{path}", params=params, timeout=30)
+    assert response.status_code < 500, (path, params, response.text)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(prefix=st.sampled_from(["/tiles/WebMercatorQuad", "/collections/pipe/tiles/WebMercatorQuad",
+                               "/collections/nope/tiles/WebMercatorQuad", "/terrain", "/terrain/hillshade"]),
+       z=st.one_of(st.integers(-3, 30), st.text(max_size=4).map(lambda t: quote(t, safe=""))),
+       x=st.integers(-5, 2**25), y=st.integers(-5, 2**25))
+def test_nothing_a_client_sends_to_tiles_is_a_server_error(server, prefix, z, x, y):
+    path = f"{prefix}/{z}/{x}/{y}.png" if prefix.startswith("/terrain") else f"{prefix}/{z}/{y}/{x}"
+    response = httpx.get(f"{server.url}{path}", timeout=30)
+    assert response.status_code < 500, (path, response.text)
