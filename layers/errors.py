@@ -7,6 +7,7 @@ from pathlib import Path
 __all__ = [
     "SourceError",
     "SourceNotFound",
+    "FeatureError",
     "UnknownFormat",
     "MissingCRS",
     "UnsupportedCRS",
@@ -44,12 +45,16 @@ class UnsupportedCRS(SourceError):
     """The CRS is not one the model can use for this purpose."""
 
 
-class InvalidGeometry(SourceError):
-    """A feature's geometry is missing, empty or cannot be repaired."""
+class FeatureError(SourceError):
+    """Something wrong with one feature of a source; `feature_index` is its position in the file."""
 
     def __init__(self, path: str | Path | None, message: str, feature_index: int | None = None) -> None:
         self.feature_index = feature_index
         super().__init__(path, message)
+
+
+class InvalidGeometry(FeatureError):
+    """A feature's geometry is missing, empty or cannot be repaired."""
 
 
 class WrongGeometryType(InvalidGeometry):
@@ -68,9 +73,5 @@ class InvalidRaster(SourceError):
     """A raster cannot be used as a DEM."""
 
 
-class InvalidAttribute(SourceError):
+class InvalidAttribute(FeatureError):
     """A feature's attribute cannot be read as its canonical field (a diameter of 'big')."""
-
-    def __init__(self, path: str | Path | None, message: str, feature_index: int | None = None) -> None:
-        self.feature_index = feature_index
-        super().__init__(path, message)
