@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from pyproj import CRS, Transformer
+from pyproj import CRS
 from pyproj.exceptions import CRSError
 
 from layers.errors import SourceError, SourceNotFound
+from layers.vector import cached_transformer
 
 __all__ = [
     "InvalidIFC", "UnsupportedSchema", "NoGeometry", "NotGeoreferenced",
@@ -183,6 +184,18 @@ def _open(path: Path, schema: str, read_as: str, notes: list[str]):
 
 def _describe(product) -> str:
     return f"{product.is_a()} {product.Name or ''!r} ({product.GlobalId})".replace(" ''", "")
+
+
+def _spatial_children(entity):
+    """The spatial elements below a facility (storeys, spaces, parts), without its elements."""
+    stack = [entity]
+    while stack:
+        node = stack.pop()
+        for rel in getattr(node, "IsDecomposedBy", ()) or ():
+            for child in rel.RelatedObjects:
+                if child.is_a("IfcSpatialStructureElement") or child.is_a("IfcSpatialElement"):
+                    yield child
+                    stack.append(child)
 
 
 def _spatial_parents(model) -> dict[int, object]:
@@ -349,7 +362,7 @@ def read_ifc(path: str | Path, *, threads: int | None = None,
             if entity.id() in facilities_by_id:
                 continue
             storeys = []
-            for storey in ue.get_decomposition(entity):
+            for storey in _spatial_children(entity):
                 if storey.is_a("IfcBuildingStorey"):
                     elevation = up.get_local_placement(storey.ObjectPlacement)[2, 3] * unit_scale \
                         if storey.ObjectPlacement is not None else (storey.Elevation or 0.0) * unit_scale
@@ -410,7 +423,8 @@ def read_ifc(path: str | Path, *, threads: int | None = None,
                 element.vertices = vertices * 1.0  # the iterator already gives metres
                 element.triangles = triangles
                 element.triangle_materials = local_to_global[np.clip(ids, 0, len(local_to_global) - 1)]
-                if element.ifc_class in PIPE_CLASSES or _is_pipe(model, shape.guid):
+                if element.ifc_class in PIPE_CLASSES or (element.ifc_class == "IfcFlowSegment"
+                                                         and _is_pipe(model, shape.guid)):
                     element.axis = _pipe_axis(vertices)
             if tick:
                 tick(1)
@@ -467,7 +481,7 @@ def _tangent_plane(lat: float, lon: float, height: float, north: tuple[float, fl
     """Model XY rotated so true north is north, on a transverse Mercator plane at (lat, lon)."""
     nx, ny = north
     local = CRS.from_proj4(f"+proj=tmerc +lat_0={lat} +lon_0={lon} +k=1 +x_0=0 +y_0=0 +ellps=GRS80 +units=m +no_defs")
-    to_target = Transformer.from_crs(local, target, always_xy=True)
+    to_target = cached_transformer(local, target)
 
     def apply(xyz: np.ndarray) -> np.ndarray:
         d = xyz - origin
@@ -495,8 +509,10 @@ def georeference(model: BimModel, target: CRS, anchor: Anchor | None = None,
             north = model.true_north or (0.0, 1.0)
         elevation = anchor.elevation
         if elevation is None:
-            x, y = Transformer.from_crs("EPSG:4326", target, always_xy=True).transform(anchor.lon, anchor.lat)
-            z = ground(x, y) if ground else float("nan")
+            z = float("nan")
+            if ground is not None:
+                x, y = cached_transformer(CRS.from_epsg(4326), target).transform(anchor.lon, anchor.lat)
+                z = ground(x, y)
             elevation = z if z == z else 0.0
         rotation = math.degrees(math.atan2(-north[0], north[1]))
         return Georeference("anchor", f"anchor {anchor.lon:.6f},{anchor.lat:.6f}, elevation {elevation:.2f} m, "
@@ -515,7 +531,7 @@ def georeference(model: BimModel, target: CRS, anchor: Anchor | None = None,
         scale = conversion["scale"]
         # model metres -> project units -> map units; map units -> metres is pyproj's job
         per_metre = scale / model.unit_scale
-        to_target = Transformer.from_crs(source, target, always_xy=True)
+        to_target = cached_transformer(source, target)
         unit_m = conversion["map_unit_m"]
 
         def apply(xyz: np.ndarray) -> np.ndarray:

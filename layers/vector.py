@@ -7,6 +7,7 @@ batches with a progress bar; everything after that is vectorized over the whole 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ import pyarrow as pa
 import pyogrio
 import shapely
 from pyogrio.errors import DataLayerError, DataSourceError
-from pyproj import CRS
+from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
 
 from layers.errors import (
@@ -35,7 +36,7 @@ from layers.errors import (
 from layers.kinds import GEOMETRY_TYPE_NAMES, UTILITIES, UTILITY_SYNONYMS, LayerKind
 from layers.spec import FieldSource, LayerSpec
 
-__all__ = ["VECTOR_SUFFIXES", "PreparedLayer", "parse_crs", "read_vector", "prepare_layer"]
+__all__ = ["VECTOR_SUFFIXES", "PreparedLayer", "cached_transformer", "parse_crs", "read_vector", "prepare_layer"]
 
 VECTOR_SUFFIXES = {".geojson": "GeoJSON", ".json": "GeoJSON", ".gpkg": "GPKG", ".shp": "ESRI Shapefile",
                    ".zip": "ESRI Shapefile (zipped)", ".fgb": "FlatGeobuf"}
@@ -53,6 +54,12 @@ class PreparedLayer:
     frame: gpd.GeoDataFrame
     source_crs: str
     notes: list[str] = field(default_factory=list)
+
+
+@lru_cache(maxsize=64)
+def cached_transformer(source: CRS, target: CRS) -> Transformer:
+    """An always-xy Transformer, built once per pair of CRSs (building one costs tens of ms)."""
+    return Transformer.from_crs(source, target, always_xy=True)
 
 
 def parse_crs(text: str, *, source: str | Path | None = None) -> CRS:

@@ -327,6 +327,8 @@ def ingest_ifc(city, path: Path, *, anchor: Anchor | None = None, progress=None)
         merged = _merge(city, layer, rows, model_name)
         if merged is None:
             continue
+        if layer == BIM_LAYER:
+            merged = _fuse_with_gis(city, merged, progress)
         record = LayerRecord(name=layer, kind=kind, crs=city.crs.to_string(), source=source, source_sha256=sha,
                              notes=notes)
         records[layer] = city._store_frame(record, merged, progress)
@@ -346,13 +348,25 @@ def ingest_ifc(city, path: Path, *, anchor: Anchor | None = None, progress=None)
             record.notes = [n for n in record.notes if "from BIM model" not in n] + (
                 [f"{len(pipe_rows)} pipe segments from BIM model {model_name}"] if pipe_rows else [])
             records[PIPE_LAYER] = city._store_frame(record, merged, progress)
-    matched = refresh_fusion(city, progress)
-    if BIM_LAYER in records and any(r.name == "building" for r in city.layers()):
+    if BIM_LAYER in records and "building" in {r.name for r in city.layers()}:
+        matched = int(city.features(BIM_LAYER)["unified_id"].str.startswith("building.").sum())
         notes.append(f"{matched} GIS building footprints are represented by BIM models")
     _drop_unused_glbs(city)
     main = records.get(BIM_LAYER) or records.get(FACILITY_LAYER)
     main.notes = notes
     return main
+
+
+def _fuse_with_gis(city, bim: gpd.GeoDataFrame, progress=None) -> gpd.GeoDataFrame:
+    """The BIM rows with their unified ids; the GIS footprints' BIM flags rewritten if they changed."""
+    if "building" not in {r.name for r in city.layers()}:
+        return bim.assign(unified_id=bim["uid"].astype("string"))
+    gis = city.features("building")
+    fused_gis, fused_bim = fusion.fuse(gis, bim)
+    before = gis["bim_uid"].astype("string").fillna("").tolist() if "bim_uid" in gis.columns else None
+    if before != fused_gis["bim_uid"].fillna("").tolist():
+        city._store_frame(city.layer("building"), fused_gis, progress)
+    return fused_bim
 
 
 def refresh_fusion(city, progress=None) -> int:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from pyproj import CRS, Transformer
 
-from layers.vector import parse_crs
+from layers.vector import cached_transformer, parse_crs
 from twin.errors import UnsupportedCRS
 
 __all__ = ["WGS84", "WEB_MERCATOR", "CGCS2000", "city_crs", "cgcs2000_gk_zone", "transformer"]
@@ -44,7 +42,6 @@ def city_crs(text: str) -> CRS:
     return crs
 
 
-@lru_cache(maxsize=64)
 def transformer(source: CRS, target: CRS) -> Transformer:
     """An always-xy Transformer, built once per pair (building one costs tens of milliseconds)."""
-    return Transformer.from_crs(source, target, always_xy=True)
+    return cached_transformer(source, target)
