@@ -99,7 +99,7 @@ class Cluster:
 
 @contextlib.contextmanager
 def throwaway_cluster(parent: Path | None = None) -> Iterator[Cluster]:
-    """initdb a cluster in a fresh folder, start it on 127.0.0.1:<free port> with PostGIS; always stopped and removed."""
+    """initdb a cluster in a fresh folder, start it on 127.0.0.1:<free port> with PostGIS; stopped and removed after."""
     bin_dir = _pg_bin()
     data_dir = Path(tempfile.mkdtemp(prefix="twin-bench-pg-", dir=parent))
     shutil.chown(data_dir, "postgres", "postgres")

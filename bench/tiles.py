@@ -19,7 +19,9 @@ extent at z12..z17. What is measured, in this order:
    *cached* is the same tiles again on that server (X-Tile-Cache: hit).
 2. Cached throughput: `wrk -t2 -c16` over the tiles of (1) that have content, cycled by a
    Lua script, against `twin serve --workers 2` with its disk cache on (the tiles rendered
-   once and warmed in both workers first), without and with `Accept-Encoding: gzip`.
+   once and warmed in both workers first), without and with `Accept-Encoding: gzip`; then,
+   as a diagnostic without a target, `--workers 1` (uvicorn's multi-worker supervisor binds
+   the socket itself, and without uvloop its connections lose TCP_NODELAY: ~44 ms a request).
 3. The same tiles rendered in this process, beside PostGIS: `TileService.vector_tile` with
    no tile cache (a fresh service: its first pass loads the layers; then warm passes), and
    `ST_AsMVT(ST_AsMVTGeom(...))` over the same layers and attributes, loaded with ogr2ogr
@@ -153,6 +155,13 @@ def p50_p95(values: list[float]) -> tuple[float, float]:
     return float(p50), float(p95)
 
 
+def at_zoom(lat: Latencies | None, z: int | None) -> tuple[float, float]:
+    """p50 and p95 at zoom `z` (None: all zooms); NaN when there is nothing."""
+    if lat is None:
+        return float("nan"), float("nan")
+    return p50_p95(lat.pooled() if z is None else lat.ms.get(z, []))
+
+
 def fmt(pair: tuple[float, float]) -> str:
     """'p50/p95' in ms."""
     return f"{pair[0]:7.2f}/{pair[1]:7.2f}"
@@ -273,7 +282,8 @@ def server(command: list[str], env: dict[str, str], ready_path: str, log_name: s
         log.close()
 
 
-def twin_server(root: Path, disk_cache: bool, workers: int = 1, log_name: str = "twin") -> contextlib.AbstractContextManager[str]:
+def twin_server(root: Path, disk_cache: bool, workers: int = 1,
+                log_name: str = "twin") -> contextlib.AbstractContextManager[str]:
     """`twin serve CITY` on a free port, with or without its disk cache."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
@@ -326,7 +336,7 @@ def mvt_http(ts: Tileset) -> tuple[Latencies, Latencies, list[str]]:
             httpx.Client(base_url=base, timeout=120) as client:
         cold = http_pass(client, tiles, ts.path)
         cached = http_pass(client, tiles, ts.path)
-    with_content = [ts.path(*t) for t, code in zip(tiles, cached.codes) if code == 200]
+    with_content = [ts.path(*t) for t, code in zip(tiles, cached.codes, strict=True) if code == 200]
     if cold.cache.get("hit"):
         raise RuntimeError(f"{ts.name}: {cold.cache['hit']} cold requests were cache hits")
     return cold, cached, with_content
@@ -407,24 +417,23 @@ def run_wrk(base: str, paths_file: Path, script: Path, seconds: float, threads: 
                      int(counts.group(1)) if counts else -1, bad, raw)
 
 
-def throughput(city: str, root: Path, paths: list[str], seconds: float, threads: int,
-               connections: int) -> list[WrkResult]:
-    """Cached tiles/s of `twin serve --workers 2` over `paths`: identity and gzip."""
+def throughput(city: str, root: Path, paths: list[str], seconds: float, threads: int, connections: int,
+               workers: int = 2, encodings: tuple[bool, ...] = (False, True)) -> list[WrkResult]:
+    """Cached tiles/s of `twin serve --workers N` over `paths`, per encoding (False: identity, True: gzip)."""
     OUT.mkdir(parents=True, exist_ok=True)
     script = OUT / "tiles-wrk.lua"
     script.write_text(WRK_LUA)
     paths_file = OUT / f"tiles-wrk-{city}.txt"
     paths_file.write_text("\n".join(paths) + "\n")
     results = []
-    with twin_server(root, disk_cache=True, workers=2, log_name=f"wrk-{city}") as base:
+    with twin_server(root, disk_cache=True, workers=workers, log_name=f"wrk-{city}-w{workers}") as base:
         with httpx.Client(base_url=base, timeout=120) as client:
-            for p in paths:  # rendered once, into the disk cache both workers read
+            for p in paths:  # rendered once, into the disk cache every worker reads
                 client.get(p).raise_for_status()
-        # warm both workers' memory caches, in both encodings
-        run_wrk(base, paths_file, script, 2, threads, connections, False, "warm-up", len(paths))
-        run_wrk(base, paths_file, script, 2, threads, connections, True, "warm-up", len(paths))
-        for gzip in (False, True):
-            label = "Accept-Encoding: gzip" if gzip else "identity"
+        for gzip in encodings:  # warm every worker's memory cache
+            run_wrk(base, paths_file, script, 2, threads, connections, gzip, "warm-up", len(paths))
+        for gzip in encodings:
+            label = f"--workers {workers}, " + ("Accept-Encoding: gzip" if gzip else "identity")
             results.append(run_wrk(base, paths_file, script, seconds, threads, connections, gzip, label, len(paths)))
     return results
 
@@ -432,7 +441,10 @@ def throughput(city: str, root: Path, paths: list[str], seconds: float, threads:
 # -- 3. in-process render and PostGIS -----------------------------------------------------------------
 
 def inprocess_render(ts: Tileset, rounds: int) -> tuple[Latencies, Latencies, dict[Tile, bytes]]:
-    """TileService.vector_tile without a tile cache: a first pass on a fresh service, then `rounds` warm passes (per-tile median)."""
+    """TileService.vector_tile without a tile cache: a first pass on a fresh service, then `rounds` warm passes.
+
+    The warm figure of a tile is the median of its passes.
+    """
     from tiles.service import COMBINED, TileService
     from twin.snapshots import CityView
 
@@ -600,8 +612,9 @@ def terrain_http(run: TerrainRun, root: Path, with_titiler: bool) -> None:
 
 # -- profiles ----------------------------------------------------------------------------------
 
-def print_profile(title: str, work: Callable[[], None], top: int) -> None:
-    """Run `work` under cProfile: the project's functions by cumulative time, then the hottest calls anywhere."""
+def print_profile(title: str, work: Callable[[], None], top: int, expand: tuple[str, ...] = ()) -> None:
+    """Run `work` under cProfile: the project's functions by cumulative time, the direct callees of the
+    functions named in `expand`, then the hottest calls anywhere."""
     gc.collect()
     profiler = cProfile.Profile()
     t = time.perf_counter()
@@ -618,6 +631,13 @@ def print_profile(title: str, work: Callable[[], None], top: int) -> None:
     print("  project functions (cumulative s, own s, calls):")
     for cum, own, calls, where in sorted(rows, reverse=True)[:top]:
         print(f"  {cum:8.3f} {own:8.3f} {calls:8d}  {where}")
+    stats.calc_callees()
+    for (file, line, func), callees in stats.all_callees.items():  # type: ignore[attr-defined]
+        if func not in expand or REPO not in Path(file).resolve().parents:
+            continue
+        print(f"  callees of {Path(file).resolve().relative_to(REPO)}:{line} {func} (cumulative s, calls):")
+        for (cfile, cline, cfunc), value in sorted(callees.items(), key=lambda kv: kv[1][3], reverse=True)[:10]:
+            print(f"  {value[3]:8.3f} {value[1]:8d}  {Path(cfile).name}:{cline} {cfunc}")
     print("  hottest calls anywhere (own s, cumulative s, calls):")
     hot = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]  # type: ignore[attr-defined]
     for (file, line, func), (_cc, calls, tottime, cumtime, _callers) in hot:
@@ -642,7 +662,7 @@ def profile_vector(ts: Tileset, rounds: int, top: int) -> None:
                 service.vector_tile(names, *t, key)
 
     print_profile(f"{rounds} x {len(tiles)} warm renders of {ts.name} (TileService.vector_tile, no tile cache)",
-                  work, top)
+                  work, top, expand=("vector_tile", "layer_message", "encode_layer", "_tags"))
 
 
 def profile_terrain(run: TerrainRun, top: int) -> None:
@@ -656,7 +676,8 @@ def profile_terrain(run: TerrainRun, top: int) -> None:
             with contextlib.suppress(terrain.NoTerrain):
                 terrain.terrarium_png(run.cog, z, x, y)
 
-    print_profile(f"{len(tiles)} terrarium_png of {run.city} (in process)", work, top)
+    print_profile(f"{len(tiles)} terrarium_png of {run.city} (in process)", work, top,
+                  expand=("elevation_tile", "terrarium_png"))
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -687,14 +708,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10 tiles per zoom, 1 warm round, wrk 3 s")
     parser.add_argument("--tiles", type=int, default=None, help="tiles sampled per zoom (default 40, 10 with --quick)")
-    parser.add_argument("--rounds", type=int, default=None, help="warm in-process/PostGIS passes (default 3, 1 --quick)")
+    parser.add_argument("--rounds", type=int, default=None, help="warm render passes (default 3, 1 --quick)")
     parser.add_argument("--duration", type=float, default=None, help="seconds of each wrk run (default 10, 3 --quick)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
     parser.add_argument("--skip-postgis", action="store_true", help="no PostGIS comparison")
     parser.add_argument("--skip-titiler", action="store_true", help="no TiTiler comparison")
     parser.add_argument("--skip-wrk", action="store_true", help="no throughput run")
-    parser.add_argument("--profile", action="store_true", help="at the end, cProfile the in-process vector and terrain paths")
+    parser.add_argument("--profile", action="store_true", help="then cProfile the in-process render paths")
     parser.add_argument("--top", type=int, default=25, help="rows of each profile to print (default 25)")
     args = parser.parse_args(argv)
     n_tiles = args.tiles or (10 if args.quick else 40)
@@ -753,10 +774,14 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. throughput
     wrk_results: dict[str, list[WrkResult]] = {}
+    wrk_diagnostic: dict[str, list[WrkResult]] = {}
     if not args.skip_wrk:
         for city, root in roots.items():
             wrk_results[city] = throughput(city, root, content_paths[city], duration, args.threads, args.connections)
-            for w in wrk_results[city]:
+            # not a target: one worker, to tell the server's cost from the multi-worker socket set-up
+            wrk_diagnostic[city] = throughput(city, root, content_paths[city], duration, args.threads,
+                                              args.connections, workers=1, encodings=(False,))
+            for w in wrk_results[city] + wrk_diagnostic[city]:
                 print(f"[2] {city} {w.label}: {w.requests_per_s:,.0f} tiles/s over {w.urls} URLs, latency avg "
                       f"{w.latency_avg} p99 {w.latency_p99}, not-hit {w.misses}, bad {w.bad}", flush=True)
 
@@ -835,6 +860,8 @@ def main(argv: list[str] | None = None) -> int:
     for ts in tilesets:
         cold, cached = http[ts.name]
         first, warm = inproc[ts.name]
+        pg_warm = pgres.get(ts.name, {}).get("3857 column", (None, None))[1]
+        pg_xform = pgres.get(ts.name, {}).get("ST_Transform in query", (None, None))[1]
         pg = pgres.get(ts.name, {})
         print(f"\nMVT {ts.name}  ({sum(r['feature_count'] for r in ts.layers):,} features in {len(ts.layers)} "
               f"layer(s); cold first request {cold.first_ms:.0f} ms, in-process first pass first tile "
@@ -843,19 +870,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'render':>15} | {'PostGIS':>15} | {'PG xform':>15} | {'render/PG':>9} | {'HTTPcold/PG':>11}")
         print(header)
         for z in [*MVT_ZOOMS, None]:
-            def pick(lat: Latencies | None) -> list[float]:
-                if lat is None:
-                    return []
-                return lat.pooled() if z is None else lat.ms.get(z, [])
-            pg_warm = pg.get("3857 column", (None, None))[1]
-            pg_xform = pg.get("ST_Transform in query", (None, None))[1]
-            n = len(pick(cold))
+            c, h, w = at_zoom(cold, z), at_zoom(cached, z), at_zoom(warm, z)
+            pw, px = at_zoom(pg_warm, z), at_zoom(pg_xform, z)
             empty = cold.empty.get(z, 0) if z is not None else sum(cold.empty.values())
-            ratio = p50_p95(pick(warm))[0] / p50_p95(pick(pg_warm))[0] if pg_warm else float("nan")
-            ratio_http = p50_p95(pick(cold))[0] / p50_p95(pick(pg_warm))[0] if pg_warm else float("nan")
-            print(f"  {'all' if z is None else z:>3} {n:>3} {empty:>5} | {fmt(p50_p95(pick(cold)))} | "
-                  f"{fmt(p50_p95(pick(cached)))} | {fmt(p50_p95(pick(warm)))} | {fmt(p50_p95(pick(pg_warm)))} | "
-                  f"{fmt(p50_p95(pick(pg_xform)))} | {ratio:9.2f} | {ratio_http:11.2f}")
+            n = len(cold.pooled() if z is None else cold.ms.get(z, []))
+            print(f"  {'all' if z is None else z:>3} {n:>3} {empty:>5} | {fmt(c)} | {fmt(h)} | {fmt(w)} | "
+                  f"{fmt(pw)} | {fmt(px)} | {w[0] / pw[0]:9.2f} | {c[0] / pw[0]:11.2f}")
         print(f"  in-process first pass (fresh TileService: loads and simplifies): {fmt(p50_p95(first.pooled()))}"
               + (f"; PostGIS first pass {fmt(p50_p95(pg['3857 column'][0].pooled()))}" if pg else ""))
         if ts.name in sizes:
@@ -881,21 +901,20 @@ def main(argv: list[str] | None = None) -> int:
         for w in results:
             ok = w.requests_per_s >= TARGET_TILES_PER_S and w.bad == 0
             verdicts.append(ok)
-            print(f"  wrk {city:<6} {w.label:<22} {w.requests_per_s:8,.0f} tiles/s over {w.urls} cached URLs "
+            print(f"  wrk {city:<6} {w.label:<36} {w.requests_per_s:8,.0f} tiles/s over {w.urls} cached URLs "
                   f"(latency avg {w.latency_avg}, p99 {w.latency_p99}; not-hit {w.misses}, bad {w.bad}) "
                   f"(target >= {TARGET_TILES_PER_S:,.0f}: {verdict(ok)})")
+        for w in wrk_diagnostic.get(city, []):
+            print(f"  wrk {city:<6} {w.label:<36} {w.requests_per_s:8,.0f} tiles/s (diagnostic, no target; latency "
+                  f"avg {w.latency_avg}, p99 {w.latency_p99}; not-hit {w.misses}, bad {w.bad})")
     for run in terrain_runs:
         print(f"  terrain {run.city} ({run.cog.name}), tiles per zoom "
               + ", ".join(f"z{z} {len(run.tiles[z])}/{run.covering[z]}" for z in TERRAIN_ZOOMS))
         print(f"    {'z':>3} | {'ours cold':>15} | {'TiTiler cold':>15} | {'ours cached':>15} | {'TiTiler 2nd':>15} | "
               f"{'cold ratio':>10} | {'cached ratio':>12}")
         for z in [*TERRAIN_ZOOMS, None]:
-            def pick(lat: Latencies | None) -> list[float]:
-                if lat is None:
-                    return []
-                return lat.pooled() if z is None else lat.ms.get(z, [])
-            oc, oh = p50_p95(pick(run.ours_cold)), p50_p95(pick(run.ours_cached))
-            tc, th = p50_p95(pick(run.titiler_cold)), p50_p95(pick(run.titiler_second))
+            oc, oh = at_zoom(run.ours_cold, z), at_zoom(run.ours_cached, z)
+            tc, th = at_zoom(run.titiler_cold, z), at_zoom(run.titiler_second, z)
             print(f"    {'all' if z is None else z:>3} | {fmt(oc)} | {fmt(tc)} | {fmt(oh)} | {fmt(th)} | "
                   f"{oc[0] / tc[0]:10.2f} | {oh[0] / th[0]:12.2f}")
         if run.titiler_cold:
