@@ -15,7 +15,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["CachedTile", "TileCache"]
@@ -27,16 +27,16 @@ ChangeLog = Callable[[str, int], list[tuple[int, list[Bounds] | None]]]
 
 @dataclass
 class CachedTile:
-    """A rendered tile with the layer versions it shows."""
+    """A rendered tile with the layer versions it shows and its ETag (hashed once)."""
 
     data: bytes
     versions: dict[str, int]
     hit: bool = False  # served from a cache rather than rendered for this request
+    etag: str = field(default="", compare=False)
 
-    @property
-    def etag(self) -> str:
-        """A strong validator of the tile's bytes."""
-        return '"' + hashlib.blake2b(self.data, digest_size=12).hexdigest() + '"'
+    def __post_init__(self) -> None:
+        if not self.etag:
+            self.etag = '"' + hashlib.blake2b(self.data, digest_size=12).hexdigest() + '"'
 
 
 def _intersects(a: Bounds, b: Bounds) -> bool:
@@ -53,9 +53,10 @@ class TileCache:
         self._memory: OrderedDict[str, CachedTile] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _still_valid(self, tile: CachedTile, current: dict[str, int], area: Bounds) -> bool:
+    def _still_valid(self, tile: CachedTile, current: dict[str, int], area: Callable[[], Bounds]) -> bool:
         if set(tile.versions) != set(current):
             return False
+        box = None
         for layer, version in current.items():
             seen = tile.versions[layer]
             if seen == version:
@@ -63,33 +64,42 @@ class TileCache:
             if seen > version:
                 return False
             for _, boxes in self.changes(layer, seen):
-                if boxes is None or any(_intersects(area, b) for b in boxes):
+                if boxes is None:
                     return False
+                if boxes:
+                    box = box or area()
+                    if any(_intersects(box, b) for b in boxes):
+                        return False
         return True
 
-    def get(self, key: str, current: dict[str, int], area: Bounds) -> CachedTile | None:
-        """The cached tile for `key` if it still shows the current layers in `area` (city CRS)."""
+    def get(self, key: str, current: dict[str, int], area: Callable[[], Bounds]) -> CachedTile | None:
+        """The cached tile for `key` if it still shows the current layers in the tile's area.
+
+        `area()` gives the tile's box in the city CRS; it is only called when a layer
+        changed since the tile was drawn. What the caches hold is marked `hit`.
+        """
         with self._lock:
             tile = self._memory.get(key)
             if tile is not None:
                 self._memory.move_to_end(key)
         if tile is None and self.root is not None:
             tile = self._read(key)
-        if tile is None:
+            if tile is not None:
+                self._remember(key, tile)
+        if tile is None or tile.versions == current:
+            return tile
+        if not self._still_valid(tile, current, area):
             return None
-        if tile.versions != current:
-            if not self._still_valid(tile, current, area):
-                return None
-            tile = CachedTile(tile.data, dict(current))
-            if self.root is not None:
-                self._write(key, tile)
+        tile = CachedTile(tile.data, dict(current), hit=True, etag=tile.etag)
         self._remember(key, tile)
-        return CachedTile(tile.data, tile.versions, hit=True)
+        if self.root is not None:
+            self._write(key, tile)
+        return tile
 
     def put(self, key: str, data: bytes, versions: dict[str, int]) -> CachedTile:
-        """Store a freshly rendered tile."""
+        """Store a freshly rendered tile; returns it (not marked as a hit)."""
         tile = CachedTile(data, dict(versions))
-        self._remember(key, tile)
+        self._remember(key, CachedTile(data, tile.versions, hit=True, etag=tile.etag))
         if self.root is not None:
             self._write(key, tile)
         return tile
@@ -109,7 +119,7 @@ class TileCache:
         data_path, meta_path = self._paths(key)
         try:
             versions = json.loads(meta_path.read_text())
-            return CachedTile(data_path.read_bytes(), {k: int(v) for k, v in versions.items()})
+            return CachedTile(data_path.read_bytes(), {k: int(v) for k, v in versions.items()}, hit=True)
         except (OSError, ValueError):
             return None
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import shapely
 
-__all__ = ["encode_layer", "tile_message", "family_of", "POINT", "LINESTRING", "POLYGON"]
+__all__ = ["AttributeTable", "attribute_table", "encode_layer", "tile_message", "family_of", "POINT", "LINESTRING", "POLYGON"]
 
 POINT, LINESTRING, POLYGON = 1, 2, 3
 _MOVE_TO, _LINE_TO, _CLOSE_PATH = 1, 2, 7
@@ -142,12 +143,25 @@ def _value_message(value) -> bytes:
     return _bytes_field(1, str(value).encode("utf-8"))
 
 
-def _tags(columns: dict[str, np.ndarray], n: int) -> tuple[list[str], list[bytes], list[bytes]]:
-    """Keys, encoded values, and each feature's packed tag integers."""
+@dataclass
+class AttributeTable:
+    """A layer's attributes encoded once: MVT keys, MVT values, and each feature's value per key.
+
+    `codes[i, k]` is the index into `values` of feature i's value for key k, or -1 where
+    the feature has none. Tiles index it with their features' positions.
+    """
+
+    keys: list[str]
+    values: list[bytes]
+    codes: np.ndarray
+
+
+def attribute_table(columns: dict[str, np.ndarray], n: int) -> AttributeTable:
+    """Factorise attribute columns into an AttributeTable (nulls and NaN are left out)."""
     keys: list[str] = []
     values: list[bytes] = []
     value_index: dict[tuple, int] = {}
-    key_columns, value_columns = [], []
+    value_columns = []
     for name, column in columns.items():
         codes, uniques = pd.factorize(pd.Series(column, dtype=object), use_na_sentinel=True)
         if not len(uniques):
@@ -162,22 +176,37 @@ def _tags(columns: dict[str, np.ndarray], n: int) -> tuple[list[str], list[bytes
                 value_index[ident] = len(values)
                 values.append(_value_message(unique))
             mapping[i] = value_index[ident]
-        key_columns.append(len(keys))
         keys.append(name)
         value_columns.append(np.where(codes >= 0, mapping[np.maximum(codes, 0)], -1))
-    if not keys:
-        return keys, values, [b""] * n
-    value_ids = np.column_stack(value_columns)  # (n, k)
-    key_ids = np.broadcast_to(np.array(key_columns), value_ids.shape)
-    pairs = np.stack([key_ids, value_ids], axis=2).reshape(n, -1)  # key, value, key, value...
-    present = np.repeat(value_ids >= 0, 2, axis=1)
-    flat = pairs[present].astype(np.uint64)
-    encoded, lengths = _varints(flat)
-    per_feature = np.bincount(np.repeat(np.arange(n), present.sum(axis=1)), weights=lengths, minlength=n)
+    codes = np.column_stack(value_columns) if value_columns else np.zeros((n, 0), dtype=np.int64)
+    return AttributeTable(keys, values, codes)
+
+
+def _tags(codes: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
+    """The keys and values a set of features uses, and each feature's packed tag integers.
+
+    Returns the used key positions, used value positions and per-feature tag bytes with
+    indices renumbered into the used lists, so a tile carries only what it needs.
+    """
+    n, k = codes.shape
+    if k == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), [b""] * n
+    present = codes >= 0
+    used_keys = np.flatnonzero(present.any(axis=0))
+    used_values, value_ids = np.unique(codes[present], return_inverse=True)
+    key_of = np.full(k, -1, dtype=np.int64)
+    key_of[used_keys] = np.arange(len(used_keys))
+    renumbered = np.full(codes.shape, -1, dtype=np.int64)
+    renumbered[present] = value_ids
+    key_ids = np.broadcast_to(key_of, codes.shape)
+    pairs = np.stack([key_ids, renumbered], axis=2).reshape(n, -1)
+    mask = np.repeat(present, 2, axis=1)
+    encoded, lengths = _varints(pairs[mask].astype(np.uint64))
+    per_feature = np.bincount(np.repeat(np.arange(n), mask.sum(axis=1)), weights=lengths, minlength=n)
     ends = np.cumsum(per_feature).astype(np.int64)
     starts = np.concatenate([[0], ends[:-1]])
     raw = encoded.tobytes()
-    return keys, values, [raw[a:b] for a, b in zip(starts, ends)]
+    return used_keys, used_values, [raw[a:b] for a, b in zip(starts, ends)]
 
 
 def _geometry_bytes(geoms: np.ndarray, family: int) -> list[bytes]:
@@ -197,12 +226,13 @@ def family_of(geoms: np.ndarray) -> np.ndarray:
                     dtype=np.int64)[shapely.get_type_id(geoms) + 1]
 
 
-def encode_layer(name: str, geoms: np.ndarray, ids: np.ndarray, columns: dict[str, np.ndarray],
-                 extent: int = 4096) -> bytes:
+def encode_layer(name: str, geoms: np.ndarray, ids: np.ndarray, attributes: AttributeTable,
+                 rows: np.ndarray, extent: int = 4096) -> bytes:
     """One MVT layer message from geometries already in tile coordinates (integers, y down).
 
-    Points, lines and polygons (multi-parts included) may be mixed. Returns the bytes of
-    the `Layer` message (without its field tag).
+    `rows` are the features' rows in `attributes`. Points, lines and polygons
+    (multi-parts included) may be mixed. Returns the bytes of the `Layer` message
+    (without its field tag).
     """
     n = len(geoms)
     families = family_of(geoms)
@@ -212,7 +242,9 @@ def encode_layer(name: str, geoms: np.ndarray, ids: np.ndarray, columns: dict[st
         if len(chosen):
             for i, data in zip(chosen, _geometry_bytes(geoms[chosen], family)):
                 geometry[i] = data
-    keys, values, tags = _tags(columns, n)
+    used_keys, used_values, tags = _tags(attributes.codes[rows])
+    keys = [attributes.keys[i] for i in used_keys]
+    values = [attributes.values[i] for i in used_values]
     features = bytearray()
     for i in range(n):
         if not families[i]:

@@ -37,8 +37,7 @@ class TileService:
         check_tile(z, x, y)
         versions = {name: self.view.record(name).version for name in layers}
         key = f"mvt/{tileset}/{z}/{x}/{y}"
-        area = tile_bounds_in(self.view.city.crs, z, x, y)
-        cached = self.cache.get(key, versions, area)
+        cached = self.cache.get(key, versions, lambda: tile_bounds_in(self.view.city.crs, z, x, y))
         if cached is not None:
             return cached
         snapshots = [self.view.snapshot(name) for name in layers]
@@ -101,8 +100,7 @@ class TileService:
         check_tile(z, x, y)
         name, version, path = self.dem()
         key = f"terrain/{style}/{z}/{x}/{y}"
-        area = tile_bounds_in(self.view.city.crs, z, x, y)
-        cached = self.cache.get(key, {name: version}, area)
+        cached = self.cache.get(key, {name: version}, lambda: tile_bounds_in(self.view.city.crs, z, x, y))
         if cached is not None:
             return cached
         render = terrain.terrarium_png if style == "terrarium" else terrain.hillshade_png

@@ -12,7 +12,7 @@ import numpy as np
 import shapely
 
 from tiles.grid import mercator_bounds
-from tiles.mvt import encode_layer, tile_message
+from tiles.mvt import AttributeTable, attribute_table, encode_layer, tile_message
 from twin.snapshots import LayerSnapshot
 
 __all__ = ["EXTENT", "BUFFER", "ZOOMS", "TILE_PROPERTIES", "zoom_range", "layer_message", "encode_tile"]
@@ -87,10 +87,19 @@ def layer_message(snapshot: LayerSnapshot, z: int, x: int, y: int) -> bytes | No
     hits, chosen = hits[~degenerate], chosen[~degenerate]
     if not len(hits):
         return None
-    columns = [c for c in TILE_PROPERTIES.get(snapshot.record.kind, _COMMON) if c in snapshot.frame.columns]
-    frame = snapshot.frame.iloc[hits]
-    values = {c: frame[c].to_numpy(dtype=object, na_value=None) for c in columns}
-    return encode_layer(snapshot.record.name, chosen, hits.astype(np.uint64) + 1, values, extent=EXTENT)
+    return encode_layer(snapshot.record.name, chosen, hits.astype(np.uint64) + 1, _attributes(snapshot), hits,
+                        extent=EXTENT)
+
+
+def _attributes(snapshot: LayerSnapshot) -> AttributeTable:
+    """The layer's tile attributes, encoded once per snapshot."""
+    table = snapshot.derived.get("mvt_attributes")
+    if table is None:
+        columns = [c for c in TILE_PROPERTIES.get(snapshot.record.kind, _COMMON) if c in snapshot.frame.columns]
+        frame = snapshot.frame
+        table = attribute_table({c: frame[c].to_numpy(dtype=object, na_value=None) for c in columns}, len(frame))
+        snapshot.derived["mvt_attributes"] = table
+    return table
 
 
 def encode_tile(snapshots: list[LayerSnapshot], z: int, x: int, y: int) -> bytes:

@@ -35,6 +35,7 @@ class LayerSnapshot:
     _mercator: np.ndarray | None = field(default=None, repr=False)
     _mercator_tree: shapely.STRtree | None = field(default=None, repr=False)
     _simplified: dict[float, np.ndarray] = field(default_factory=dict, repr=False)
+    derived: dict = field(default_factory=dict, repr=False)  # what consumers compute once per version
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
