@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -53,7 +55,13 @@ def create_app(root: str | Path | None = None, settings: ApiSettings | None = No
         raise NotACity(f"{root} is not a city workspace; create one with `twin init`")
     view = CityView(root, ttl=settings.catalogue_ttl)
     cache_dir = root / "cache" / "tiles" if settings.disk_cache else None
-    app = FastAPI(title=f"twin: {view.city.name}", version="0.1.0",
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # load every layer (and its Web Mercator copy) before the first user waits for it
+        threading.Thread(target=_warm, args=(view,), daemon=True, name="twin-warm-up").start()
+        yield
+
+    app = FastAPI(title=f"twin: {view.city.name}", version="0.1.0", lifespan=lifespan,
                   description="A city information model: GIS layers, BIM models and terrain, served as "
                               "OGC API - Features and Tiles, Mapbox Vector Tiles, terrain tiles and 3D Tiles.")
     app.state.services = Services(settings, view, TileService(view, cache_dir, settings.tile_cache_items))
@@ -82,6 +90,15 @@ def create_app(root: str | Path | None = None, settings: ApiSettings | None = No
     app.include_router(features.router)
     app.include_router(tiles.router)
     return app
+
+
+def _warm(view: CityView) -> None:
+    """Read every vector layer into memory with its tile geometry."""
+    for record in view.vector_layers():
+        try:
+            view.snapshot(record.name).mercator()
+        except Exception:  # a layer that fails here fails with a clear error on request
+            log.warning("could not preload layer %s", record.name, exc_info=True)
 
 
 def app_from_env() -> FastAPI:
