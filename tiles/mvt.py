@@ -75,18 +75,35 @@ def _command(cmd: int, count: np.ndarray | int) -> np.ndarray | int:
 
 
 def _paths(geoms: np.ndarray, family: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Flat coordinates to emit, and per path: its feature, its number of points, whether closed."""
+    """Flat coordinates to emit, and per path: its feature, its number of points, whether closed.
+
+    Consecutive repeated points (what snapping to the grid leaves) are dropped, and so are
+    rings left with fewer than three points and lines with fewer than two.
+    """
     parts, part_feature = shapely.get_parts(geoms, return_index=True)
     if family == POLYGON:
         rings, ring_part = shapely.get_rings(parts, return_index=True)
-        coords, coord_ring = shapely.get_coordinates(rings, return_index=True)
-        counts = np.bincount(coord_ring, minlength=len(rings))
+        coords, coord_path = shapely.get_coordinates(rings, return_index=True)
+        counts = np.bincount(coord_path, minlength=len(rings))
         keep = np.ones(len(coords), dtype=bool)
         keep[np.cumsum(counts) - 1] = False  # the closing point is ClosePath's job
-        return coords[keep], part_feature[ring_part], counts - 1, np.ones(len(rings), dtype=bool)
-    coords, coord_part = shapely.get_coordinates(parts, return_index=True)
-    counts = np.bincount(coord_part, minlength=len(parts))
-    return coords, part_feature, counts, np.zeros(len(parts), dtype=bool)
+        path_feature, closed, least = part_feature[ring_part], np.ones(len(rings), dtype=bool), 3
+    else:
+        coords, coord_path = shapely.get_coordinates(parts, return_index=True)
+        keep = np.ones(len(coords), dtype=bool)
+        path_feature, closed, least = part_feature, np.zeros(len(parts), dtype=bool), 2 if family == LINESTRING else 1
+    if family != POINT and len(coords) > 1:
+        same = np.zeros(len(coords), dtype=bool)
+        same[1:] = (coords[1:] == coords[:-1]).all(axis=1) & (coord_path[1:] == coord_path[:-1])
+        keep &= ~same
+    coords, coord_path = coords[keep], coord_path[keep]
+    counts = np.bincount(coord_path, minlength=len(path_feature))
+    usable = counts >= least
+    if not usable.all():
+        inside = usable[coord_path]
+        coords, coord_path = coords[inside], coord_path[inside]
+        path_feature, closed, counts = path_feature[usable], closed[usable], counts[usable]
+    return coords, path_feature, counts, closed
 
 
 def _geometry_streams(geoms: np.ndarray, family: int) -> tuple[np.ndarray, np.ndarray]:
@@ -232,7 +249,7 @@ def encode_layer(name: str, geoms: np.ndarray, ids: np.ndarray, attributes: Attr
 
     `rows` are the features' rows in `attributes`. Points, lines and polygons
     (multi-parts included) may be mixed. Returns the bytes of the `Layer` message
-    (without its field tag).
+    (without its field tag), or nothing when no feature is left on the tile grid.
     """
     n = len(geoms)
     families = family_of(geoms)
@@ -247,12 +264,14 @@ def encode_layer(name: str, geoms: np.ndarray, ids: np.ndarray, attributes: Attr
     values = [attributes.values[i] for i in used_values]
     features = bytearray()
     for i in range(n):
-        if not families[i]:
-            continue
+        if not families[i] or not geometry[i]:
+            continue  # nothing left of it on the tile grid
         body = b"".join((b"\x08", _varint(int(ids[i])),
                          (b"\x12" + _varint(len(tags[i])) + tags[i]) if tags[i] else b"",
                          b"\x18", _TYPE_BYTE[families[i]], b"\x22", _varint(len(geometry[i])), geometry[i]))
         features += b"\x12" + _varint(len(body)) + body
+    if not features:
+        return b""
     layer = bytearray(_field(15, 0) + _varint(2) + _bytes_field(1, name.encode("utf-8")))
     layer += features
     for key in keys:

@@ -73,22 +73,19 @@ def layer_message(snapshot: LayerSnapshot, z: int, x: int, y: int) -> bytes | No
     if lines_or_areas.any():
         chosen = chosen.copy()
         chosen[lines_or_areas] = shapely.clip_by_rect(chosen[lines_or_areas], *box)
-    # into tile units, y down, snapped to the integer grid; parts that collapse on the grid
-    # (a sliver narrower than a tile unit) are dropped and what remains stays valid
-    chosen = shapely.transform(chosen, lambda c: (c - (west, north)) / (unit, -unit))
-    chosen = shapely.set_precision(chosen, 1.0)
+    # into tile units, y down, on the integer grid; the encoder drops the repeated points
+    # and the rings and lines that collapse there (slivers narrower than a tile unit)
+    chosen = shapely.transform(chosen, lambda c: np.round((c - (west, north)) / (unit, -unit)))
     polygonal = np.isin(shapely.get_type_id(chosen), (3, 6))
     if polygonal.any():
         # exterior rings with positive area in tile coordinates, as MVT 2.1 wants
         chosen[polygonal] = shapely.orient_polygons(chosen[polygonal], exterior_cw=False)
-    types = shapely.get_type_id(chosen)
-    degenerate = shapely.is_empty(chosen) | (np.isin(types, (3, 6)) & (shapely.area(chosen) == 0)) | \
-        (np.isin(types, (1, 5)) & (shapely.length(chosen) == 0))
-    hits, chosen = hits[~degenerate], chosen[~degenerate]
+    keep = ~shapely.is_empty(chosen)
+    hits, chosen = hits[keep], chosen[keep]
     if not len(hits):
         return None
     return encode_layer(snapshot.record.name, chosen, hits.astype(np.uint64) + 1, _attributes(snapshot), hits,
-                        extent=EXTENT)
+                        extent=EXTENT) or None
 
 
 def _attributes(snapshot: LayerSnapshot) -> AttributeTable:
