@@ -199,15 +199,16 @@ def attribute_table(columns: dict[str, np.ndarray], n: int) -> AttributeTable:
     return AttributeTable(keys, values, codes)
 
 
-def _tags(codes: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
+def _tags(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """The keys and values a set of features uses, and each feature's packed tag integers.
 
-    Returns the used key positions, used value positions and per-feature tag bytes with
-    indices renumbered into the used lists, so a tile carries only what it needs.
+    Returns the used key positions, used value positions and the features' tag bytes
+    (concatenated, with each feature's byte count), indices renumbered into the used
+    lists so a tile carries only what it needs.
     """
     n, k = codes.shape
     if k == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), [b""] * n
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), (np.zeros(0, np.uint8), np.zeros(n, np.int64))
     present = codes >= 0
     used_keys = np.flatnonzero(present.any(axis=0))
     used_values, value_ids = np.unique(codes[present], return_inverse=True)
@@ -220,21 +221,26 @@ def _tags(codes: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
     mask = np.repeat(present, 2, axis=1)
     encoded, lengths = _varints(pairs[mask].astype(np.uint64))
     per_feature = np.bincount(np.repeat(np.arange(n), mask.sum(axis=1)), weights=lengths, minlength=n)
-    ends = np.cumsum(per_feature).astype(np.int64)
-    starts = np.concatenate([[0], ends[:-1]])
-    raw = encoded.tobytes()
-    return used_keys, used_values, [raw[a:b] for a, b in zip(starts, ends)]
+    return used_keys, used_values, (encoded, per_feature.astype(np.int64))
 
 
-def _geometry_bytes(geoms: np.ndarray, family: int) -> list[bytes]:
-    """Each feature's packed geometry command integers."""
+def _geometry_bytes(geoms: np.ndarray, family: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every feature's packed geometry command integers, concatenated, and each one's byte count."""
     stream, sizes = _geometry_streams(geoms, family)
     stream_bytes, stream_lengths = _varints(stream)
     value_ends = np.cumsum(sizes)
     byte_ends = np.concatenate([[0], np.cumsum(stream_lengths)])[value_ends]
-    byte_starts = np.concatenate([[0], byte_ends[:-1]])
-    raw = stream_bytes.tobytes()
-    return [raw[a:b] for a, b in zip(byte_starts, byte_ends)]
+    return stream_bytes, np.diff(np.concatenate([[0], byte_ends])).astype(np.int64)
+
+
+def _gather(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The concatenation of buffer[starts[i]:starts[i] + lengths[i]] for all i, in one pass."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.uint8)
+    offsets = np.cumsum(lengths) - lengths
+    index = np.repeat(starts - offsets, lengths) + np.arange(total)
+    return buffer[index]
 
 
 def family_of(geoms: np.ndarray) -> np.ndarray:
@@ -253,23 +259,31 @@ def encode_layer(name: str, geoms: np.ndarray, ids: np.ndarray, attributes: Attr
     """
     n = len(geoms)
     families = family_of(geoms)
-    geometry: list[bytes] = [b""] * n
+    # every feature's geometry bytes, in feature order
+    geometry_parts, geometry_lengths = [], np.zeros(n, dtype=np.int64)
+    order = []
     for family in (POINT, LINESTRING, POLYGON):
         chosen = np.flatnonzero(families == family)
         if len(chosen):
-            for i, data in zip(chosen, _geometry_bytes(geoms[chosen], family)):
-                geometry[i] = data
-    used_keys, used_values, tags = _tags(attributes.codes[rows])
+            data, lengths = _geometry_bytes(geoms[chosen], family)
+            geometry_parts.append(data)
+            geometry_lengths[chosen] = lengths
+            order.append(chosen)
+    geometry = np.concatenate(geometry_parts) if geometry_parts else np.zeros(0, dtype=np.uint8)
+    # starts of each feature's geometry in `geometry`, which is grouped by family
+    grouped = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
+    geometry_starts = np.zeros(n, dtype=np.int64)
+    geometry_starts[grouped] = np.cumsum(geometry_lengths[grouped]) - geometry_lengths[grouped]
+    used_keys, used_values, (tag_bytes, tag_lengths) = _tags(attributes.codes[rows])
     keys = [attributes.keys[i] for i in used_keys]
     values = [attributes.values[i] for i in used_values]
-    features = bytearray()
-    for i in range(n):
-        if not families[i] or not geometry[i]:
-            continue  # nothing left of it on the tile grid
-        body = b"".join((b"\x08", _varint(int(ids[i])),
-                         (b"\x12" + _varint(len(tags[i])) + tags[i]) if tags[i] else b"",
-                         b"\x18", _TYPE_BYTE[families[i]], b"\x22", _varint(len(geometry[i])), geometry[i]))
-        features += b"\x12" + _varint(len(body)) + body
+
+    present = (families > 0) & (geometry_lengths > 0)  # what is left on the tile grid
+    if present.any():
+        features = _features(ids[present], families[present], tag_bytes, tag_lengths, present,
+                             geometry, geometry_starts[present], geometry_lengths[present])
+    else:
+        features = b""
     if not features:
         return b""
     layer = bytearray(_field(15, 0) + _varint(2) + _bytes_field(1, name.encode("utf-8")))
@@ -280,6 +294,49 @@ def encode_layer(name: str, geoms: np.ndarray, ids: np.ndarray, attributes: Attr
         layer += _bytes_field(4, value)
     layer += _field(5, 0) + _varint(extent)
     return bytes(layer)
+
+
+_CONSTANTS = np.frombuffer(bytes([0x12, 0x08, 0x18, 0x22, 0x00, POINT, LINESTRING, POLYGON]), dtype=np.uint8)
+_FEATURE_TAG, _ID_TAG, _TYPE_TAG, _GEOMETRY_TAG = 0, 1, 2, 3  # positions in _CONSTANTS
+
+
+def _features(ids: np.ndarray, families: np.ndarray, tag_bytes: np.ndarray, tag_lengths_all: np.ndarray,
+              present: np.ndarray, geometry: np.ndarray, geometry_starts: np.ndarray,
+              geometry_lengths: np.ndarray) -> bytes:
+    """The `features` field of a layer: every Feature message, assembled with array gathers.
+
+    Per feature: 0x12 len(body) | body = 0x08 id [0x12 len(tags) tags] 0x18 type 0x22 len(geom) geom.
+    """
+    n = len(ids)
+    tag_starts_all = np.cumsum(tag_lengths_all) - tag_lengths_all
+    tag_starts, tag_lengths = tag_starts_all[present], tag_lengths_all[present]
+    id_bytes, id_lengths = _varints(ids)
+    tag_len_bytes, tag_len_lengths = _varints(tag_lengths)
+    geom_len_bytes, geom_len_lengths = _varints(geometry_lengths)
+    has_tags = tag_lengths > 0
+    body = (1 + id_lengths + np.where(has_tags, 1 + tag_len_lengths + tag_lengths, 0)
+            + 2 + 1 + geom_len_lengths + geometry_lengths)
+    body_len_bytes, body_len_lengths = _varints(body)
+    # one buffer holding every source, and where each source begins in it
+    sources = [_CONSTANTS, body_len_bytes, id_bytes, tag_len_bytes, tag_bytes, geom_len_bytes, geometry]
+    base = np.cumsum([0] + [len(b) for b in sources[:-1]])
+    buffer = np.concatenate(sources)
+
+    def at(source: int, lengths: np.ndarray) -> np.ndarray:
+        return base[source] + np.cumsum(lengths) - lengths
+
+    constant = lambda k: np.full(n, base[0] + k)  # noqa: E731
+    one = np.ones(n, dtype=np.int64)
+    starts = np.column_stack([
+        constant(_FEATURE_TAG), at(1, body_len_lengths), constant(_ID_TAG), at(2, id_lengths),
+        constant(_FEATURE_TAG), at(3, tag_len_lengths), base[4] + tag_starts,
+        constant(_TYPE_TAG), base[0] + 4 + families, constant(_GEOMETRY_TAG), at(5, geom_len_lengths),
+        base[6] + geometry_starts])
+    lengths = np.column_stack([
+        one, body_len_lengths, one, id_lengths,
+        has_tags.astype(np.int64), np.where(has_tags, tag_len_lengths, 0), tag_lengths,
+        one, one, one, geom_len_lengths, geometry_lengths])
+    return _gather(buffer, starts.ravel(), lengths.ravel()).tobytes()
 
 
 def tile_message(layers: list[bytes]) -> bytes:
