@@ -112,7 +112,10 @@ class TileService:
 
     def tileset(self) -> dict:
         """The 3D Tiles tileset of every BIM building and facility."""
-        return tiles3d.tileset([self.view.snapshot(name) for name in self.bim_layers()])
+        boxes = [r.bounds_wgs84 for r in self.view.vector_layers() if r.bounds_wgs84]
+        extent = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+                  max(b[3] for b in boxes)) if boxes else None
+        return tiles3d.tileset([self.view.snapshot(name) for name in self.bim_layers()], extent=extent)
 
     def glb_path(self, uid: str) -> Path:
         """The GLB of a BIM building or facility, by its uid (never a path from a URL)."""

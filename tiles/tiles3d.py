@@ -58,8 +58,13 @@ def _region(row, city_crs: CRS) -> list[float]:
             float(row["base_z"]), float(row["top_z"])]
 
 
-def tileset(snapshots: list[LayerSnapshot], content_url: str = "content/{uid}.glb") -> dict:
-    """The tileset JSON for the BIM buildings and facilities in `snapshots`."""
+def tileset(snapshots: list[LayerSnapshot], content_url: str = "content/{uid}.glb",
+            extent: tuple[float, float, float, float] | None = None) -> dict:
+    """The tileset JSON for the BIM buildings and facilities in `snapshots`.
+
+    `extent` (west, south, east, north in degrees) bounds an empty tileset, so a city
+    without BIM models still gets a valid one.
+    """
     children = []
     regions = []
     for snapshot in snapshots:
@@ -81,9 +86,11 @@ def tileset(snapshots: list[LayerSnapshot], content_url: str = "content/{uid}.gl
                            "size_m": round(size, 2)},
             })
     if not regions:
+        west, south, east, north = extent or (-180.0, -90.0, 180.0, 90.0)
+        region = [math.radians(west), math.radians(south), math.radians(east), math.radians(north), 0.0, 1.0]
         return {"asset": {"version": "1.1", "generator": "twin"}, "geometricError": 0.0,
-                "root": {"boundingVolume": {"region": [0, 0, 0, 0, 0, 0]}, "geometricError": 0.0,
-                         "refine": "ADD", "children": []}}
+                "root": {"boundingVolume": {"region": region}, "geometricError": 0.0, "refine": "ADD",
+                         "children": []}}
     r = np.array(regions)
     root_region = [float(r[:, 0].min()), float(r[:, 1].min()), float(r[:, 2].max()), float(r[:, 3].max()),
                    float(r[:, 4].min()), float(r[:, 5].max())]
