@@ -9,6 +9,7 @@ tiles only, in every process that shares the city.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -34,9 +35,18 @@ class CachedTile:
     hit: bool = False  # served from a cache rather than rendered for this request
     etag: str = field(default="", compare=False)
 
+    _gzipped: bytes | None = field(default=None, compare=False, repr=False)
+
     def __post_init__(self) -> None:
         if not self.etag:
             self.etag = '"' + hashlib.blake2b(self.data, digest_size=12).hexdigest() + '"'
+
+    @property
+    def gzipped(self) -> bytes:
+        """The tile gzip-compressed, made once rather than on every response."""
+        if self._gzipped is None:
+            self._gzipped = gzip.compress(self.data, compresslevel=6, mtime=0)
+        return self._gzipped
 
 
 def _intersects(a: Bounds, b: Bounds) -> bool:
@@ -90,7 +100,7 @@ class TileCache:
             return tile
         if not self._still_valid(tile, current, area):
             return None
-        tile = CachedTile(tile.data, dict(current), hit=True, etag=tile.etag)
+        tile = CachedTile(tile.data, dict(current), hit=True, etag=tile.etag, _gzipped=tile._gzipped)
         self._remember(key, tile)
         if self.root is not None:
             self._write(key, tile)
@@ -99,7 +109,7 @@ class TileCache:
     def put(self, key: str, data: bytes, versions: dict[str, int]) -> CachedTile:
         """Store a freshly rendered tile; returns it (not marked as a hit)."""
         tile = CachedTile(data, dict(versions))
-        self._remember(key, CachedTile(data, tile.versions, hit=True, etag=tile.etag))
+        self._remember(key, CachedTile(data, tile.versions, hit=True, etag=tile.etag))  # compressed on first use
         if self.root is not None:
             self._write(key, tile)
         return tile

@@ -30,6 +30,10 @@ def _tile_response(request: Request, svc: Services, tile: CachedTile, media_type
         return Response(status_code=304, headers=headers)
     if not tile.data:
         return Response(status_code=204, headers=headers)
+    headers["Vary"] = "Accept-Encoding"
+    if media_type == MVT and len(tile.data) > 512 and "gzip" in request.headers.get("accept-encoding", ""):
+        # compressed once per cached tile; the GZip middleware leaves encoded responses alone
+        return Response(tile.gzipped, media_type=media_type, headers={**headers, "Content-Encoding": "gzip"})
     return Response(tile.data, media_type=media_type, headers=headers)
 
 
