@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,10 +14,10 @@ import mapbox_vector_tile
 import morecantile
 import numpy as np
 import pytest
-import rasterio
+from pyproj import CRS
 from rasterio.io import MemoryFile
 
-from conftest import Server, YANTAI_X, YANTAI_Y, pipe_features, write_dem, write_geojson
+from conftest import Server, YANTAI_X, YANTAI_Y, pipe_features, write_geojson
 from layers.gltf import decode_glb_json
 from layers.raster import GroundModel
 from tiles.terrain import decode_terrarium
@@ -182,7 +183,6 @@ def test_tileset_places_each_model_at_its_footprint(server, demo_city):
     """The tile transform takes the GLB's local origin to the building's place on Earth."""
     tileset = get(server, "/3dtiles/tileset.json").json()
     bim = demo_city.features("bim").set_index("uid")
-    to_ecef = transformer(transformer(demo_city.crs, demo_city.crs).source_crs, __import__("pyproj").CRS(4978))
     for child in tileset["root"]["children"]:
         uid = child["extras"]["uid"]
         row = bim.loc[uid]
@@ -190,13 +190,11 @@ def test_tileset_places_each_model_at_its_footprint(server, demo_city):
         local = np.array(json.loads(row["transform"]))
         point = local @ [1.0, 2.0, 0.0, 1.0]  # a local point, placed in the city CRS
         lon, lat = transformer(demo_city.crs, TMS.geographic_crs).transform(point[0], point[1])
-        expected = np.array(transformer(__import__("pyproj").CRS(4979), __import__("pyproj").CRS(4978)).transform(
-            lon, lat, point[2]))
+        expected = np.array(transformer(CRS.from_epsg(4979), CRS.from_epsg(4978)).transform(lon, lat, point[2]))
         assert np.linalg.norm((matrix @ [1.0, 2.0, 0.0, 1.0])[:3] - expected) < 0.05
         glb = get(server, f"/3dtiles/content/{uid}.glb")
         assert glb.headers["content-type"] == "model/gltf-binary"
         assert decode_glb_json(glb.content)["asset"]["version"] == "2.0"
-    del to_ecef
 
 
 def test_an_ingest_invalidates_the_tiles_of_the_changed_area_only(tmp_path, pipe_spec):
@@ -217,7 +215,7 @@ def test_an_ingest_invalidates_the_tiles_of_the_changed_area_only(tmp_path, pipe
         features[1]["properties"]["管径"] = 999  # one pipe near the first tile changes
         subprocess.run(["twin", "ingest", str(city.root), str(write_geojson(tmp_path / "b.geojson", features + [far])),
                         "--kind", "pipe", "--spec", str(pipe_spec), "-q"], check=True, timeout=120,
-                       executable=shutil.which("twin", path=str(Path(__import__("sys").executable).parent)))
+                       executable=shutil.which("twin", path=str(Path(sys.executable).parent)))
         time.sleep(0.5)  # the server re-reads the catalogue every 0.2 s
         after_near = get(server, path(near))
         after_far = get(server, path(away))

@@ -13,7 +13,6 @@ import ifcopenshell
 import ifcopenshell.util.geolocation
 import numpy as np
 import pytest
-import shapely
 from pyproj import Geod, Transformer
 
 from conftest import YANTAI_X, YANTAI_Y, shared, write_geojson

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import zipfile
-from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
 import pytest
 import shapely
 

@@ -6,7 +6,6 @@ ground z and BIM flag; a pipe's utility, diameter, depth and status).
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import shapely
