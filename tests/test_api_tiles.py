@@ -250,7 +250,6 @@ def test_slivers_that_collapse_on_the_tile_grid_are_dropped_not_an_error(city, t
 
 
 def test_tiles_seed_fills_the_disk_cache_and_a_second_run_renders_nothing(demo_city, tmp_path):
-    import sys
     twin = shutil.which("twin", path=str(Path(sys.executable).parent))
     first = subprocess.run([twin, "tiles", "seed", str(demo_city.root), "--zoom", "13-14", "--layer", "pipe"],
                            capture_output=True, text=True, timeout=300, check=True).stdout
