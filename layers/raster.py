@@ -17,7 +17,7 @@ from rasterio.warp import calculate_default_transform, reproject
 from layers.errors import InvalidRaster, MissingCRS, SourceNotFound
 from layers.vector import parse_crs
 
-__all__ = ["DEM_NODATA", "write_dem_cog", "GroundModel"]
+__all__ = ["DEM_NODATA", "bilinear", "write_dem_cog", "GroundModel"]
 
 DEM_NODATA = -9999.0
 
@@ -81,6 +81,29 @@ def write_dem_cog(path: str | Path, out_path: str | Path, target_crs: CRS, *, cr
             "min": float(out[valid].min()), "max": float(out[valid].max())}
 
 
+def bilinear(data: np.ndarray, transform, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Values of a grid (NaN for nodata) at points, interpolated between the four nearest cells.
+
+    Near nodata only the valid neighbours count; outside the grid the result is NaN.
+    """
+    inv = ~transform
+    # pixel centres sit at +0.5
+    col = inv.a * x + inv.b * y + inv.c - 0.5
+    row = inv.d * x + inv.e * y + inv.f - 0.5
+    h, w = data.shape
+    c0 = np.floor(col).astype("int64")
+    r0 = np.floor(row).astype("int64")
+    fc, fr = col - c0, row - r0
+    values = np.stack([data[np.clip(r, 0, h - 1), np.clip(c, 0, w - 1)]
+                       for r, c in ((r0, c0), (r0, c0 + 1), (r0 + 1, c0), (r0 + 1, c0 + 1))])
+    weights = np.stack([(1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc])
+    ok = np.isfinite(values)
+    wsum = np.where(ok, weights, 0).sum(axis=0)
+    z = np.where(ok, values * weights, 0).sum(axis=0) / np.where(wsum > 0, wsum, np.nan)
+    inside = (col >= -0.5) & (col <= w - 0.5) & (row >= -0.5) & (row <= h - 0.5)
+    return np.where(inside & (wsum > 1e-9), z, np.nan)
+
+
 class GroundModel:
     """Ground elevation sampled from a DEM COG by bilinear interpolation, NaN off the DEM."""
 
@@ -101,28 +124,4 @@ class GroundModel:
         >>> ground.sample(np.array([512000.0]), np.array([4155000.0]))  # doctest: +SKIP
         array([23.7])
         """
-        x = np.asarray(x, dtype="float64")
-        y = np.asarray(y, dtype="float64")
-        inv = ~self.transform
-        # pixel centres sit at +0.5
-        col = inv.a * x + inv.b * y + inv.c - 0.5
-        row = inv.d * x + inv.e * y + inv.f - 0.5
-        h, w = self._data.shape
-        c0 = np.floor(col).astype("int64")
-        r0 = np.floor(row).astype("int64")
-        fc = col - c0
-        fr = row - r0
-        c0c = np.clip(c0, 0, w - 1)
-        c1c = np.clip(c0 + 1, 0, w - 1)
-        r0c = np.clip(r0, 0, h - 1)
-        r1c = np.clip(r0 + 1, 0, h - 1)
-        d = self._data
-        z00, z01, z10, z11 = d[r0c, c0c], d[r0c, c1c], d[r1c, c0c], d[r1c, c1c]
-        weights = np.stack([(1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc])
-        values = np.stack([z00, z01, z10, z11])
-        # near nodata, use the valid neighbours' weights only
-        ok = np.isfinite(values)
-        wsum = np.where(ok, weights, 0).sum(axis=0)
-        z = np.where(ok, values * weights, 0).sum(axis=0) / np.where(wsum > 0, wsum, np.nan)
-        inside = (col >= -0.5) & (col <= w - 0.5) & (row >= -0.5) & (row <= h - 0.5)
-        return np.where(inside & (wsum > 1e-9), z, np.nan)
+        return bilinear(self._data, self.transform, np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64"))

@@ -23,6 +23,7 @@ from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
 from rio_tiler.utils import render
 
+from layers.raster import bilinear
 from tiles.grid import check_tile, mercator_bounds
 from twin.crs import WEB_MERCATOR, transformer
 
@@ -64,21 +65,7 @@ class _Pyramid:
         while level + 1 < len(self.levels) and abs(self.levels[level + 1][1].a) <= spacing:
             level += 1
         data, transform = self.levels[level]
-        inv = ~transform
-        col = inv.a * x + inv.b * y + inv.c - 0.5
-        row = inv.d * x + inv.e * y + inv.f - 0.5
-        h, w = data.shape
-        c0 = np.floor(col).astype("int64")
-        r0 = np.floor(row).astype("int64")
-        fc, fr = col - c0, row - r0
-        values = np.stack([data[np.clip(r, 0, h - 1), np.clip(c, 0, w - 1)]
-                           for r, c in ((r0, c0), (r0, c0 + 1), (r0 + 1, c0), (r0 + 1, c0 + 1))])
-        weights = np.stack([(1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc])
-        ok = np.isfinite(values)
-        wsum = np.where(ok, weights, 0).sum(axis=0)
-        z = np.where(ok, values * weights, 0).sum(axis=0) / np.where(wsum > 0, wsum, np.nan)
-        inside = (col >= -0.5) & (col <= w - 0.5) & (row >= -0.5) & (row <= h - 0.5)
-        return np.where(inside & (wsum > 1e-9), z, np.nan)
+        return bilinear(data, transform, x, y)
 
 
 @lru_cache(maxsize=8)
