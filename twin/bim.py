@@ -372,25 +372,16 @@ def _fuse_with_gis(city, bim: gpd.GeoDataFrame, progress=None) -> gpd.GeoDataFra
 def refresh_fusion(city, progress=None) -> int:
     """Match BIM footprints with GIS buildings; rewrite either layer only where a link changed.
 
-    Returns the number of GIS footprints represented by BIM models.
+    Returns the number of BIM buildings that stand for a GIS footprint.
     """
-    names = {r.name for r in city.layers()}
-    if BIM_LAYER not in names:
+    if BIM_LAYER not in {r.name for r in city.layers()}:
         return 0
     bim = city.features(BIM_LAYER)
-    gis = city.features("building") if "building" in names else None
-    if gis is None:
-        fused_bim, matched = bim.assign(unified_id=bim["uid"].astype("string")), 0
-    else:
-        fused_gis, fused_bim = fusion.fuse(gis, bim)
-        matched = int(fused_gis["represented_by_bim"].sum())
-        before = gis["bim_uid"].astype("string").fillna("").tolist() if "bim_uid" in gis.columns else None
-        if before != fused_gis["bim_uid"].fillna("").tolist():
-            city._store_frame(city.layer("building"), fused_gis, progress)
+    fused_bim = _fuse_with_gis(city, bim, progress)
     before_ids = bim["unified_id"].astype("string").fillna("").tolist() if "unified_id" in bim.columns else None
     if before_ids != fused_bim["unified_id"].fillna("").tolist():
         city._store_frame(city.layer(BIM_LAYER), fused_bim, progress)
-    return matched
+    return int((fused_bim["unified_id"] != fused_bim["uid"]).sum())
 
 
 def _drop_unused_glbs(city) -> None:
