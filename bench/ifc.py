@@ -49,6 +49,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from report import cpu_model, print_hottest_calls, print_project_functions
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 OUT = BENCH_DIR / "out"
@@ -333,18 +335,8 @@ def profile_in_process(case: Case, top: int) -> None:
     profiler.disable()
     print(f"\nprofile of one in-process ingest of {case.name} ({time.perf_counter() - t:.2f} s under cProfile)")
     stats = pstats.Stats(profiler)
-    rows = []
-    for (file, line, func), (_cc, calls, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        rel = Path(file).resolve()
-        if file.endswith(".py") and REPO in rel.parents and ".venv" not in rel.parts and BENCH_DIR not in rel.parents:
-            rows.append((cumtime, tottime, calls, f"{rel.relative_to(REPO)}:{line} {func}"))
-    print("  project functions (cumulative s, own s, calls):")
-    for cum, own, calls, where in sorted(rows, reverse=True)[:top]:
-        print(f"  {cum:8.2f} {own:8.2f} {calls:8d}  {where}")
-    print("  hottest calls anywhere (own s, cumulative s, calls):")
-    hot = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]  # type: ignore[attr-defined]
-    for (file, line, func), (_cc, calls, tottime, cumtime, _callers) in hot:
-        print(f"  {tottime:8.2f} {cumtime:8.2f} {calls:8d}  {Path(file).name}:{line} {func}")
+    print_project_functions(stats, top)
+    print_hottest_calls(stats, top)
 
 
 def describe_machine() -> None:
@@ -353,14 +345,7 @@ def describe_machine() -> None:
     import numpy as np
     import shapely
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"machine: {usable} CPUs (nproc; iterator threads = multiprocessing.cpu_count() = "
           f"{multiprocessing.cpu_count()}), {cpu}, {platform.system()} {platform.release()}")

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 import pyogrio
 import shapely
+from report import cpu_model, print_hottest_calls, print_project_functions
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -211,30 +212,13 @@ def profile_in_process(source: Path, spec: Path, work: Path, top: int) -> None:
     profiler.disable()
     print(f"\nprofile of one in-process ingest ({time.perf_counter() - t:.2f} s under cProfile)")
     stats = pstats.Stats(profiler)
-    rows = []
-    for (file, line, func), (_cc, calls, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        rel = Path(file).resolve()
-        if file.endswith(".py") and REPO in rel.parents and ".venv" not in rel.parts:
-            rows.append((cumtime, tottime, calls, f"{rel.relative_to(REPO)}:{line} {func}"))
-    print("  project functions (cumulative s, own s, calls):")
-    for cum, own, calls, where in sorted(rows, reverse=True)[:top]:
-        print(f"  {cum:8.2f} {own:8.2f} {calls:8d}  {where}")
-    print("  hottest calls anywhere (own time):")
-    hot = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]  # type: ignore[attr-defined]
-    for (file, line, func), (_cc, calls, tottime, cumtime, _callers) in hot:
-        print(f"  {tottime:8.2f} {cumtime:8.2f} {calls:8d}  {Path(file).name}:{line} {func}")
+    print_project_functions(stats, top)
+    print_hottest_calls(stats, top)
 
 
 def describe_machine() -> None:
     """Print what a closing note needs to make the figures comparable."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     ogr = subprocess.run(["ogr2ogr", "--version"], capture_output=True, text=True).stdout.strip()
     print(f"machine: {os.cpu_count()} CPUs (nproc), {cpu}, {platform.system()} {platform.release()}")
     print(f"python {platform.python_version()}; ogr2ogr: {ogr}")

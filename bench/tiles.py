@@ -66,6 +66,7 @@ import morecantile
 import numpy as np
 
 from postgis_cluster import Cluster, ensure_postgis_installed, free_port, throwaway_cluster
+from report import cpu_model, print_hottest_calls, print_project_functions
 
 BENCH_DIR = Path(__file__).resolve().parent
 # Run as a script, bench/ is first on sys.path and this file's name would hide the project's
@@ -623,14 +624,7 @@ def print_profile(title: str, work: Callable[[], None], top: int, expand: tuple[
     profiler.disable()
     print(f"\nprofile: {title} ({time.perf_counter() - t:.2f} s under cProfile)")
     stats = pstats.Stats(profiler)
-    rows = []
-    for (file, line, func), (_cc, calls, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        rel = Path(file).resolve()
-        if file.endswith(".py") and REPO in rel.parents and ".venv" not in rel.parts and "bench" not in rel.parts:
-            rows.append((cumtime, tottime, calls, f"{rel.relative_to(REPO)}:{line} {func}"))
-    print("  project functions (cumulative s, own s, calls):")
-    for cum, own, calls, where in sorted(rows, reverse=True)[:top]:
-        print(f"  {cum:8.3f} {own:8.3f} {calls:8d}  {where}")
+    print_project_functions(stats, top, digits=3)
     stats.calc_callees()
     for (file, line, func), callees in stats.all_callees.items():  # type: ignore[attr-defined]
         if func not in expand or REPO not in Path(file).resolve().parents:
@@ -638,10 +632,7 @@ def print_profile(title: str, work: Callable[[], None], top: int, expand: tuple[
         print(f"  callees of {Path(file).resolve().relative_to(REPO)}:{line} {func} (cumulative s, calls):")
         for (cfile, cline, cfunc), value in sorted(callees.items(), key=lambda kv: kv[1][3], reverse=True)[:10]:
             print(f"  {value[3]:8.3f} {value[1]:8d}  {Path(cfile).name}:{cline} {cfunc}")
-    print("  hottest calls anywhere (own s, cumulative s, calls):")
-    hot = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]  # type: ignore[attr-defined]
-    for (file, line, func), (_cc, calls, tottime, cumtime, _callers) in hot:
-        print(f"  {tottime:8.3f} {cumtime:8.3f} {calls:8d}  {Path(file).name}:{line} {func}")
+    print_hottest_calls(stats, top, digits=3)
 
 
 def profile_vector(ts: Tileset, rounds: int, top: int) -> None:
@@ -684,12 +675,7 @@ def profile_terrain(run: TerrainRun, top: int) -> None:
 
 def describe_machine() -> list[str]:
     """What a closing note needs to make the figures comparable."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model()
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
     wrk_version = (wrk.stdout + wrk.stderr).split("\n")[0].strip() if shutil.which("wrk") else "no wrk"
     load = os.getloadavg()
