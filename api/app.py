@@ -21,12 +21,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import Services
-from api.routes import features, tiles
+from api.routes import events, features, tiles
 from api.settings import ApiSettings
 from tiles.grid import TileOutOfRange
 from tiles.service import TileService
 from tiles.terrain import NoTerrain
 from twin.errors import NotACity, UnknownLayer
+from twin.events import EventHub
 from twin.query import BadQuery
 from twin.snapshots import CityView
 
@@ -64,7 +65,8 @@ def create_app(root: str | Path | None = None, settings: ApiSettings | None = No
     app = FastAPI(title=f"twin: {view.city.name}", version="0.1.0", lifespan=lifespan,
                   description="A city information model: GIS layers, BIM models and terrain, served as "
                               "OGC API - Features and Tiles, Mapbox Vector Tiles, terrain tiles and 3D Tiles.")
-    app.state.services = Services(settings, view, TileService(view, cache_dir, settings.tile_cache_items))
+    app.state.services = Services(settings, view, TileService(view, cache_dir, settings.tile_cache_items),
+                                  EventHub())
 
     for error, status in ERROR_STATUS.items():
         app.add_exception_handler(error, lambda request, exc, status=status: _problem(
@@ -89,6 +91,7 @@ def create_app(root: str | Path | None = None, settings: ApiSettings | None = No
                        expose_headers=["ETag", "Content-Crs"])
     app.include_router(features.router)
     app.include_router(tiles.router)
+    app.include_router(events.router)
     return app
 
 

@@ -10,6 +10,7 @@ from fastapi import Request, Response
 
 from api.settings import ApiSettings
 from tiles.service import TileService
+from twin.events import EventHub
 from twin.snapshots import CityView
 
 __all__ = ["Services", "services", "json_response", "not_modified"]
@@ -22,6 +23,7 @@ class Services:
     settings: ApiSettings
     view: CityView
     tiles: TileService
+    events: EventHub
 
 
 def services(request: Request) -> Services:

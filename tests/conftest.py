@@ -151,6 +151,35 @@ class Server:
                 os.killpg(self.process.pid, signal.SIGKILL)
 
 
+class InProcessServer:
+    """The API app served by uvicorn in a thread of the test process, so a test can reach
+    into `app.state` (to publish an event, say) while real clients talk HTTP to it."""
+
+    def __init__(self, root: Path) -> None:
+        import threading
+        import time
+
+        import uvicorn
+
+        from api.app import create_app
+
+        self.app = create_app(root)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("in-process server did not start")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def demo_city(tmp_path_factory) -> City:
     """The demo's Yantai district (with its BIM models), built once per test session."""
@@ -164,5 +193,13 @@ def demo_city(tmp_path_factory) -> City:
 def server(demo_city):
     """`twin serve` over the demo city, for the whole session."""
     running = Server(demo_city.root)
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(demo_city):
+    """The demo city's API in this process, for tests that publish events to it."""
+    running = InProcessServer(demo_city.root)
     yield running
     running.close()
