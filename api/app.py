@@ -18,11 +18,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import Services
-from api.routes import events, features, tiles
+from api.routes import events, features, tiles, web
 from api.settings import ApiSettings
+from api.view import WEB_ROOT
 from tiles.grid import TileOutOfRange
 from tiles.service import TileService
 from tiles.terrain import NoTerrain
@@ -92,6 +94,8 @@ def create_app(root: str | Path | None = None, settings: ApiSettings | None = No
     app.include_router(features.router)
     app.include_router(tiles.router)
     app.include_router(events.router)
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=WEB_ROOT), name="static")
     return app
 
 

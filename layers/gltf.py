@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["MeshNode", "encode_glb", "decode_glb_json"]
+__all__ = ["MeshNode", "encode_glb", "decode_glb_json", "decode_glb_meshes"]
 
 _ARRAY_BUFFER = 34962
 _ELEMENT_ARRAY_BUFFER = 34963
@@ -117,3 +117,32 @@ def decode_glb_json(data: bytes) -> dict:
     if kind != 0x4E4F534A:
         raise ValueError("first GLB chunk is not JSON")
     return json.loads(data[20:20 + length])
+
+
+def decode_glb_meshes(data: bytes) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The meshes of a GLB that `encode_glb` wrote, by node name: vertices back in the
+    city's axes (x east, y north, z up) and triangles, the primitives of a node merged."""
+    document = decode_glb_json(data)
+    json_length = struct.unpack_from("<I", data, 12)[0]
+    binary = data[20 + json_length + 8:]
+    views, accessors = document.get("bufferViews", []), document.get("accessors", [])
+
+    def read(index: int, dtype: str, width: int) -> np.ndarray:
+        accessor = accessors[index]
+        view = views[accessor["bufferView"]]
+        start = view.get("byteOffset", 0) + accessor.get("byteOffset", 0)
+        count = accessor["count"] * {"SCALAR": 1, "VEC3": 3}[accessor["type"]]
+        return np.frombuffer(binary, dtype=dtype, count=count, offset=start).reshape(-1, width)
+
+    meshes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for node in document.get("nodes", []):
+        if "mesh" not in node:
+            continue
+        vertices, triangles, base = [], [], 0
+        for primitive in document["meshes"][node["mesh"]]["primitives"]:
+            yup = read(primitive["attributes"]["POSITION"], "<f4", 3).astype("float64")
+            vertices.append(np.column_stack([yup[:, 0], -yup[:, 2], yup[:, 1]]))
+            triangles.append(read(primitive["indices"], "<u4", 3).astype("int64") + base)
+            base += len(yup)
+        meshes[node["name"]] = (np.concatenate(vertices), np.concatenate(triangles))
+    return meshes

@@ -27,7 +27,8 @@ from layers.raster import bilinear
 from tiles.grid import check_tile, mercator_bounds
 from twin.crs import WEB_MERCATOR, transformer
 
-__all__ = ["TERRARIUM_DECODER", "NoTerrain", "elevation_tile", "terrarium_png", "hillshade_png", "decode_terrarium"]
+__all__ = ["TERRARIUM_DECODER", "NoTerrain", "elevation_tile", "terrarium_png", "hillshade_png", "hillshade_rgba",
+           "terrarium_rgb", "terrain_mosaic", "decode_terrarium"]
 
 TERRARIUM_DECODER = {"rScaler": 256, "gScaler": 1, "bScaler": 1 / 256, "offset": -32768}
 TILE_SIZE = 256
@@ -129,14 +130,19 @@ def elevation_tile(cog: Path, z: int, x: int, y: int, buffer: int = 0) -> tuple[
     return values, valid
 
 
-def terrarium_png(cog: Path, z: int, x: int, y: int) -> bytes:
-    """A Terrarium PNG of the tile's elevation."""
-    h, _ = elevation_tile(cog, z, x, y)
+def terrarium_rgb(h: np.ndarray) -> np.ndarray:
+    """Elevations (metres) as a Terrarium image (3, h, w) uint8."""
     v = np.clip(h.astype("float64") + 32768.0, 0, 65535.996)
     r = np.floor(v / 256)
     g = np.floor(v - r * 256)
     b = np.floor((v - np.floor(v)) * 256)
-    return render(np.stack([r, g, b]).astype("uint8"), img_format="PNG", ZLEVEL=1)
+    return np.stack([r, g, b]).astype("uint8")
+
+
+def terrarium_png(cog: Path, z: int, x: int, y: int) -> bytes:
+    """A Terrarium PNG of the tile's elevation."""
+    h, _ = elevation_tile(cog, z, x, y)
+    return render(terrarium_rgb(h), img_format="PNG", ZLEVEL=1)
 
 
 def decode_terrarium(rgb: np.ndarray) -> np.ndarray:
@@ -148,6 +154,12 @@ def decode_terrarium(rgb: np.ndarray) -> np.ndarray:
 def hillshade_png(cog: Path, z: int, x: int, y: int, azimuth: float = 315.0, altitude: float = 45.0) -> bytes:
     """A grey hillshade of the tile (transparent off the DEM), for draping over the terrain."""
     h, valid = elevation_tile(cog, z, x, y, buffer=1)
+    return render(hillshade_rgba(h, valid, z, x, y, azimuth, altitude), img_format="PNG", ZLEVEL=1)
+
+
+def hillshade_rgba(h: np.ndarray, valid: np.ndarray, z: int, x: int, y: int, azimuth: float = 315.0,
+                   altitude: float = 45.0) -> np.ndarray:
+    """The hillshade (4, n, n) uint8 of a tile's elevations `h` sampled with a one-pixel buffer."""
     west, south, east, north = mercator_bounds(z, x, y)
     latitude = math.degrees(2 * math.atan(math.exp((south + north) / 2 / 6378137.0)) - math.pi / 2)
     cell = (east - west) / TILE_SIZE * math.cos(math.radians(latitude))  # ground metres per pixel
@@ -159,4 +171,47 @@ def hillshade_png(cog: Path, z: int, x: int, y: int, azimuth: float = 315.0, alt
     shade = np.cos(zenith) * np.cos(slope) + np.sin(zenith) * np.sin(slope) * np.cos(az - aspect)
     grey = (np.clip(shade, 0, 1) * 255)[1:-1, 1:-1].astype("uint8")
     alpha = np.where(valid[1:-1, 1:-1], 255, 0).astype("uint8")
-    return render(np.stack([grey, grey, grey, alpha]), img_format="PNG", ZLEVEL=1)
+    return np.stack([grey, grey, grey, alpha])
+
+
+def terrain_mosaic(cog: Path, bounds_wgs84: tuple[float, float, float, float],
+                   max_tiles: int = 16) -> tuple[bytes, bytes, tuple[float, float, float, float]]:
+    """One Terrarium PNG and one hillshade PNG over `bounds_wgs84`, and the bounds they cover.
+
+    For a page that cannot fetch tiles (an exported file): the tiles of the finest zoom at
+    which the bounds need at most `max_tiles`, stitched. The result is in Web Mercator rows;
+    over a city the difference from rows linear in latitude is far below a pixel.
+    """
+    import morecantile
+
+    grid = morecantile.tms.get("WebMercatorQuad")
+    west, south, east, north = bounds_wgs84
+    zoom = 8
+    for z in range(17, 7, -1):
+        if len(list(grid.tiles(west, south, east, north, [z]))) <= max_tiles:
+            zoom = z
+            break
+    tiles = list(grid.tiles(west, south, east, north, [zoom]))
+    xs = sorted({t.x for t in tiles})
+    ys = sorted({t.y for t in tiles})
+    heights = np.zeros((len(ys) * TILE_SIZE, len(xs) * TILE_SIZE), "float32")
+    shade = np.zeros((4, len(ys) * TILE_SIZE, len(xs) * TILE_SIZE), "uint8")
+    lowest = np.inf
+    missing = []
+    for row, ty in enumerate(ys):
+        for col, tx in enumerate(xs):
+            window = (slice(row * TILE_SIZE, (row + 1) * TILE_SIZE), slice(col * TILE_SIZE, (col + 1) * TILE_SIZE))
+            try:
+                h, valid = elevation_tile(cog, zoom, tx, ty, buffer=1)
+            except NoTerrain:
+                missing.append(window)
+                continue
+            heights[window] = h[1:-1, 1:-1]
+            lowest = min(lowest, float(h.min()))
+            shade[(slice(None), *window)] = hillshade_rgba(h, valid, zoom, tx, ty)
+    for window in missing:  # off the DEM: flat at its lowest, no cliff to sea level
+        heights[window] = lowest if np.isfinite(lowest) else 0.0
+    w = grid.bounds(morecantile.Tile(xs[0], ys[0], zoom))
+    e = grid.bounds(morecantile.Tile(xs[-1], ys[-1], zoom))
+    return (render(terrarium_rgb(heights), img_format="PNG", ZLEVEL=6), render(shade, img_format="PNG", ZLEVEL=6),
+            (w.left, e.bottom, e.right, w.top))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import pickle
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import geopandas as gpd
@@ -18,12 +19,13 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from layers.gltf import MeshNode, encode_glb
+from layers.gltf import MeshNode, decode_glb_meshes, encode_glb
 from layers.ifc import Anchor, BimModel, Element, Facility, georeference, properties_json, read_ifc
 from twin import fusion
 from twin.store import LayerRecord
 
-__all__ = ["BIM_LAYER", "FACILITY_LAYER", "ELEMENT_LAYER", "PIPE_LAYER", "ingest_ifc", "refresh_fusion", "footprint"]
+__all__ = ["BIM_LAYER", "FACILITY_LAYER", "ELEMENT_LAYER", "PIPE_LAYER", "ingest_ifc", "refresh_fusion", "footprint",
+           "element_at", "point_triangle_distance"]
 
 BIM_LAYER = "bim"
 FACILITY_LAYER = "facility"
@@ -393,3 +395,69 @@ def _drop_unused_glbs(city) -> None:
     for glb in folder.glob("*.glb"):
         if f"bim/{glb.name}" not in used:
             glb.unlink(missing_ok=True)
+
+
+def point_triangle_distance(point: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Distance from one 3D point to each triangle (a[i], b[i], c[i]).
+
+    Examples
+    --------
+    >>> tri = np.array([[0.0, 0, 0]]), np.array([[1.0, 0, 0]]), np.array([[0.0, 1, 0]])
+    >>> point_triangle_distance(np.array([0.2, 0.2, 3.0]), *tri)
+    array([3.])
+    >>> point_triangle_distance(np.array([2.0, 0.0, 0.0]), *tri)
+    array([1.])
+    """
+    ab, ac, ap = b - a, c - a, point - a
+    normal = np.cross(ab, ac)
+    area2 = np.einsum("ij,ij->i", normal, normal)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # barycentric coordinates of the point's projection onto each triangle's plane
+        v = np.einsum("ij,ij->i", np.cross(ap, ac), normal) / area2
+        w = np.einsum("ij,ij->i", np.cross(ab, ap), normal) / area2
+        plane = np.abs(np.einsum("ij,ij->i", ap, normal)) / np.sqrt(area2)
+    inside = (v >= 0) & (w >= 0) & (v + w <= 1) & (area2 > 1e-18)
+
+    def to_segment(p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
+        d = p1 - p0
+        length2 = np.einsum("ij,ij->i", d, d)
+        t = np.clip(np.einsum("ij,ij->i", point - p0, d) / np.where(length2 > 0, length2, 1), 0, 1)
+        return np.linalg.norm(point - (p0 + t[:, None] * d), axis=1)
+
+    edges = np.minimum(np.minimum(to_segment(a, b), to_segment(b, c)), to_segment(c, a))
+    return np.where(inside, plane, edges)
+
+
+@lru_cache(maxsize=32)
+def _meshes(path: Path, mtime: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return decode_glb_meshes(path.read_bytes())
+
+
+def element_at(root: Path, models: gpd.GeoDataFrame, x: float, y: float, z: float,
+               tolerance: float = 0.5) -> str | None:
+    """The GlobalId of the BIM element whose surface is nearest to a point of the city CRS
+    (within `tolerance` metres), among the placed models in `models` (rows of the bim and
+    facility layers); None when no element is that close.
+
+    This is how a click in the 3D view becomes an element: the browser reads the clicked
+    point from its depth buffer, and the element meshes (the GLBs the 3D tiles serve) say
+    which surface is there.
+    """
+    near = models[models.geometry.intersects(shapely.Point(x, y).buffer(tolerance))]
+    best: tuple[float, str | None] = (tolerance, None)
+    for _, row in near.iterrows():
+        if not isinstance(row.get("transform"), str) or not isinstance(row.get("glb"), str):
+            continue
+        path = root / row["glb"]
+        if not path.is_file():
+            continue
+        local = np.linalg.inv(np.array(json.loads(row["transform"]))) @ np.array([x, y, z, 1.0])
+        point = local[:3]
+        for global_id, (vertices, triangles) in _meshes(path, path.stat().st_mtime).items():
+            lo, hi = vertices.min(axis=0) - best[0], vertices.max(axis=0) + best[0]
+            if (point < lo).any() or (point > hi).any():
+                continue
+            distance = float(point_triangle_distance(point, *(vertices[triangles[:, k]] for k in range(3))).min())
+            if distance < best[0]:
+                best = (distance, global_id)
+    return best[1]

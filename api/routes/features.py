@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pyproj import CRS
 
 from api.deps import Services, json_response, services
+from api.routes.web import page_response, wants_html
 from twin.crs import CGCS2000, WGS84
 from twin.errors import UnknownLayer
 from twin.query import (
@@ -58,7 +59,9 @@ def _base(request: Request) -> str:
 
 @router.get("/", summary="Landing page", response_class=Response)
 def landing(request: Request, svc: Annotated[Services, Depends(services)]) -> Response:
-    """Links to everything this server offers about the city."""
+    """Links to everything this server offers about the city; the web view for a browser."""
+    if wants_html(request):
+        return page_response(request, svc)
     base = _base(request)
     city = svc.view.city
     return json_response(request, {
@@ -67,6 +70,7 @@ def landing(request: Request, svc: Annotated[Services, Depends(services)]) -> Re
                        f"terrain, as OGC API Features and Tiles, 3D Tiles and terrain tiles.",
         "links": [
             {"href": f"{base}/", "rel": "self", "type": "application/json", "title": "this document"},
+            {"href": f"{base}/?f=html", "rel": "alternate", "type": "text/html", "title": "the 3D web view"},
             {"href": f"{base}/openapi.json", "rel": "service-desc",
              "type": "application/vnd.oai.openapi+json;version=3.1", "title": "the API definition"},
             {"href": f"{base}/docs", "rel": "service-doc", "type": "text/html", "title": "the API documentation"},

@@ -1,0 +1,309 @@
+// twin web view: turns the pydeck presets (deck.gl JSON) into a Deck, and adds what JSON
+// cannot say: accessors by utility and live status, layer toggles, the legend, tooltips,
+// the details panel and the live status stream. Works served by `twin serve` (data from
+// tiles and feature URLs relative to the page) and exported by `twin view` (data inlined,
+// no server: config.live is false and details come from the picked feature alone).
+(function () {
+  'use strict';
+
+  const config = JSON.parse(document.getElementById('twin-config').textContent);
+  // deck.gl's JSON bundle takes over the `deck` global; the page saved the core one first
+  const core = window.deckCore || window.deck;
+  const {JSONConverter} = window.deck;
+  const GREY = [140, 150, 160];
+
+  // -- live status, keyed by feature id (`<layer>.<uid>`) -------------------------------------
+  const live = {status: new Map(), version: 0};
+
+  function featureId(feature, layer) {
+    const id = feature.id !== undefined && feature.id !== null && typeof feature.id === 'string' ? feature.id
+      : (feature.properties && feature.properties.uid);
+    if (id === undefined || id === null) return null;
+    const text = String(id);
+    return layer && !text.startsWith(layer + '.') ? layer + '.' + text : text;
+  }
+
+  function statusOf(feature, layer) {
+    return live.status.get(featureId(feature, layer)) || (feature.properties && feature.properties.status) || 'no_data';
+  }
+
+  // -- functions the presets name with @@function: each returns an accessor ---------------------
+  const functions = {
+    features: () => data => (data && data.features) || data || [],
+    onGround: ({lift}) => f => [f.geometry.coordinates[0], f.geometry.coordinates[1],
+      (f.properties.ground_z || 0) + (lift || 0)],
+    pipeColour: ({by, palette}) => f => {
+      const key = by === 'status' ? statusOf(f, 'pipe') : f.properties.utility;
+      return palette[key] || GREY;
+    },
+    pipeWidth: ({scale}) => f => scale * (1.5 + (f.properties.diameter_mm || 200) / 250),
+    sensorColour: ({utility, palette}) => f => utility ? (palette[statusOf(f, 'sensor')] || GREY) : [245, 245, 245],
+  };
+  const classes = Object.assign({}, core, {TerrainExtension: core._TerrainExtension});
+  const converter = new JSONConverter({configuration: {classes, functions,
+    enumerations: {COORDINATE_SYSTEM: core.COORDINATE_SYSTEM}}});
+
+  // -- state --------------------------------------------------------------------------------
+  // ?hide=terrain,pipes hides layers from the start: a link can carry what to look at
+  const hidden = new Set();
+  const params = new URLSearchParams(window.location.search);
+  for (const id of (params.get('hide') || '').split(',').filter(Boolean)) {
+    const toggle = config.toggles.find(([, ids]) => ids.some(p => p === id || p === id + '-'));
+    if (toggle) hidden.add(toggle[1].join(','));
+  }
+  let groundOpacity = null;  // null: the preset's own
+  let preset = params.get('preset') || config.preset;
+  let layers = [];
+  const loaded = {buildings: false, pipes: false};
+  let readyAt = null;
+  window.twin = {config, live, ready: null, presetLayers: () => layers.map(l => l.id)};
+
+  function isHidden(id) {
+    for (const [, ids] of config.toggles) {
+      if (ids.some(prefix => id === prefix || (prefix.endsWith('-') && id.startsWith(prefix)))) {
+        if (hidden.has(ids.join(','))) return true;
+      }
+    }
+    return false;
+  }
+
+  function markLoaded(key) {
+    loaded[key] = true;
+  }
+
+  function buildLayers() {
+    const props = converter.convert(config.presets[preset]);
+    return props.layers.map(layer => {
+      const extra = {};
+      const id = layer.id;
+      if (id === 'terrain') {
+        // hidden ground still gives the buildings their height: draw nothing, keep the surface
+        extra.operation = isHidden(id) ? 'terrain' : 'terrain+draw';
+        if (groundOpacity !== null) extra.opacity = groundOpacity;
+        extra.onTileError = error => console.warn('terrain tile', error && error.message);
+      } else {
+        extra.visible = !isHidden(id);
+      }
+      if (id === 'pipes') {
+        extra.updateTriggers = {getLineColor: live.version};
+        extra.onDataLoad = () => markLoaded('pipes');
+      }
+      if (id === 'sensors') extra.updateTriggers = {getFillColor: live.version};
+      if (id === 'buildings') {
+        extra.onViewportLoad = () => markLoaded('buildings');
+        extra.onDataLoad = () => markLoaded('buildings');
+      }
+      return layer.clone(extra);
+    });
+  }
+
+  function render() {
+    layers = buildLayers();
+    deckgl.setProps({layers});
+  }
+
+  // -- tooltips and details -------------------------------------------------------------------
+  const fmt = v => (v === null || v === undefined || v === '') ? '–'
+    : typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(2)) : String(v);
+  const esc = s => String(s).replace(/[&<>"']/g, c => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'}[c]));
+
+  function tooltip(info) {
+    const {object, layer} = info;
+    if (!object || !layer) return null;
+    const p = object.properties || {};
+    const id = layer.id;
+    let html;
+    if (id === 'buildings') {
+      html = `<b>${esc(p.name || p.uid || 'Building')}</b><br>height ${fmt(p.height_m)} m` +
+        (p.floors ? ` · ${fmt(p.floors)} floors` : '') + `<br>ground ${fmt(p.ground_z)} m`;
+    } else if (id === 'pipes') {
+      html = `<b>${esc(p.uid)}</b><br>${esc(p.utility || '')} · ⌀ ${fmt(p.diameter_mm)} mm · depth ${fmt(p.depth_m)} m` +
+        `<br>status ${esc(statusOf(object, 'pipe').replace('_', ' '))}`;
+    } else if (id === 'sensors') {
+      html = `<b>${esc(p.sensor_id || p.uid)}</b><br>${esc(p.property || '')} ${p.value !== undefined ? fmt(p.value) + ' ' + esc(p.unit || '') : ''}` +
+        `<br>status ${esc(statusOf(object, 'sensor').replace('_', ' '))}`;
+    } else if (id.startsWith('facility-')) {
+      html = `<b>${esc(p.name || p.uid)}</b><br>${esc(id.slice(9).replace('_', ' '))}`;
+    } else if (id === 'bim') {
+      html = '<b>BIM model</b><br>click an element for its GlobalId and property sets';
+    } else {
+      return null;
+    }
+    return {html, className: 'deck-tooltip'};
+  }
+
+  const details = document.getElementById('details');
+  const detailsBody = document.getElementById('details-body');
+  document.getElementById('details-close').onclick = () => { details.hidden = true; };
+
+  function table(rows) {
+    return '<table>' + rows.map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(fmt(v))}</td></tr>`).join('') + '</table>';
+  }
+
+  function showFeature(title, feature) {
+    const p = feature.properties || {};
+    const plain = Object.entries(p).filter(([k, v]) => k !== 'properties' && (v === null || typeof v !== 'object'));
+    let body = `<div class="title">${esc(title)}</div>`;
+    if (p.global_id) {
+      body += `<p>GlobalId <span class="global-id" data-global-id="${esc(p.global_id)}">${esc(p.global_id)}</span></p>`;
+    }
+    body += table(plain);
+    const sets = p.properties && typeof p.properties === 'object' ? p.properties : null;
+    if (sets) {
+      for (const [name, values] of Object.entries(sets)) {
+        if (values && typeof values === 'object') body += `<h2>${esc(name)}</h2>` + table(Object.entries(values));
+      }
+    }
+    detailsBody.innerHTML = body;
+    details.hidden = false;
+  }
+
+  async function fetchFeature(id) {
+    const collection = id.slice(0, id.indexOf('.'));
+    const response = await fetch(`collections/${encodeURIComponent(collection)}/items/${encodeURIComponent(id)}`);
+    if (!response.ok) throw new Error(`${id}: ${response.status}`);
+    return response.json();
+  }
+
+  async function onClick(info, event) {
+    if (!info || !info.layer) return;
+    const layerId = info.layer.id;
+    try {
+      if (layerId === 'bim') {
+        if (!config.live) return;
+        const picked = deckgl.pickObject({x: info.x, y: info.y, radius: 2, unproject3D: true});
+        const at = (picked && picked.coordinate) || info.coordinate;
+        if (!at || at.length < 3) return;
+        const response = await fetch(`bim/pick?lon=${at[0]}&lat=${at[1]}&z=${at[2]}`);
+        if (!response.ok) {
+          detailsBody.innerHTML = '<div class="title">BIM model</div><p>No element here.</p>';
+          details.hidden = false;
+          return;
+        }
+        const element = await response.json();
+        const p = element.properties;
+        showFeature(`${p.ifc_class} ${p.name || ''}`.trim(), element);
+        return;
+      }
+      const object = info.object;
+      if (!object) return;
+      const layerName = layerId === 'pipes' ? 'pipe' : layerId === 'sensors' ? 'sensor' : null;
+      const id = featureId(object, layerName);
+      const feature = config.live && id && id.includes('.') ? await fetchFeature(id) : object;
+      showFeature(id || 'Feature', feature);
+    } catch (error) {
+      console.warn('details', error);
+    }
+  }
+
+  // -- the deck -----------------------------------------------------------------------------
+  const start = converter.convert(config.presets[preset]);
+  const deckgl = new core.Deck({
+    parent: document.getElementById('map'),
+    initialViewState: start.initialViewState,
+    views: start.views,
+    controller: true,
+    layers: [],
+    getTooltip: tooltip,
+    onClick,
+    pickingRadius: 4,
+    onError: error => console.error('deck.gl', error),
+    onAfterRender: () => {
+      if (readyAt === null && loaded.buildings && loaded.pipes) {
+        readyAt = performance.now();
+        window.twin.ready = {ms: readyAt, at: new Date().toISOString()};
+        document.body.dataset.ready = 'true';
+        console.info(`twin: first frame with buildings and pipes at ${readyAt.toFixed(0)} ms`);
+      }
+    },
+  });
+  window.twin.deck = deckgl;
+  document.getElementById('city-name').textContent = config.city;
+
+  // -- presets, toggles, legend ---------------------------------------------------------------
+  const presetBar = document.getElementById('presets');
+  function setPreset(name) {
+    preset = name;
+    groundOpacity = null;
+    const slider = document.getElementById('ground-opacity');
+    const terrain = config.presets[name].layers.find(l => l.id === 'terrain');
+    slider.value = Math.round(100 * (terrain && terrain.opacity !== undefined ? terrain.opacity : 1));
+    for (const button of presetBar.children) button.setAttribute('aria-pressed', String(button.dataset.preset === name));
+    const view = config.presets[name].initialViewState;
+    const current = deckgl.viewState || deckgl.props.initialViewState;
+    const here = current && current['default-view'] ? current['default-view'] : current;
+    if (here && here.longitude !== undefined) {
+      deckgl.setProps({initialViewState: {...view, longitude: here.longitude, latitude: here.latitude, zoom: here.zoom,
+        transitionDuration: 0}});
+    }
+    document.body.dataset.preset = name;
+    render();
+  }
+  for (const name of Object.keys(config.presets)) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.dataset.preset = name;
+    button.textContent = name[0].toUpperCase() + name.slice(1);
+    button.onclick = () => setPreset(name);
+    presetBar.appendChild(button);
+  }
+
+  const toggles = document.getElementById('toggles');
+  const present = new Set(config.presets[preset].layers.map(l => l.id));
+  for (const [label, ids] of config.toggles) {
+    if (![...present].some(id => ids.some(p => id === p || (p.endsWith('-') && id.startsWith(p))))) continue;
+    const key = ids.join(',');
+    const row = document.createElement('label');
+    const box = document.createElement('input');
+    box.type = 'checkbox';
+    box.checked = !hidden.has(key);
+    box.dataset.layer = key;
+    box.onchange = () => { box.checked ? hidden.delete(key) : hidden.add(key); render(); };
+    row.append(box, ' ' + label);
+    toggles.appendChild(row);
+  }
+  document.getElementById('ground-opacity').oninput = event => {
+    groundOpacity = Number(event.target.value) / 100;
+    render();
+  };
+
+  const legend = document.getElementById('legend');
+  const titles = {building: 'Buildings', utility: 'Pipes by utility', status: 'Monitoring status', facility: 'Facilities'};
+  for (const [group, entries] of Object.entries(config.legend)) {
+    const block = document.createElement('div');
+    block.className = 'legend-group';
+    block.innerHTML = `<h2>${esc(titles[group] || group)}</h2>` + Object.entries(entries).map(([name, [r, g, b]]) =>
+      `<div><span class="swatch" style="background: rgb(${r},${g},${b})"></span>${esc(name)}</div>`).join('');
+    legend.appendChild(block);
+  }
+
+  // -- live status stream ---------------------------------------------------------------------
+  const liveBadge = document.getElementById('live');
+  let pending = false;
+  function scheduleRender() {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => { pending = false; render(); });
+  }
+  if (config.live && window.EventSource) {
+    const source = new EventSource('events');
+    let changes = 0;
+    liveBadge.textContent = 'live';
+    source.onopen = () => { liveBadge.className = 'on'; };
+    source.onerror = () => { liveBadge.className = 'off'; };
+    source.addEventListener('status', message => {
+      const event = JSON.parse(message.data);
+      const id = String(event.uid).startsWith(event.layer + '.') ? event.uid : `${event.layer}.${event.uid}`;
+      live.status.set(id, event.status);
+      live.version += 1;
+      changes += 1;
+      liveBadge.textContent = `live · ${changes} change${changes === 1 ? '' : 's'}`;
+      scheduleRender();
+    });
+    window.twin.events = source;
+  } else {
+    liveBadge.textContent = 'offline copy';
+  }
+
+  setPreset(preset);
+})();
