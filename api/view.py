@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pydeck as pdk
+import shapely
 from pyproj import CRS
 
 from layers.kinds import UTILITIES
@@ -91,7 +92,8 @@ def _view_state(city: City, preset: str) -> pdk.ViewState:
 
 
 def _url(template: str, inline: dict | None, key: str):
-    return inline[key] if inline is not None else template
+    # inlined data is kept once in the page's config, and each preset names it
+    return {"@@function": "inline", "key": key} if inline is not None else template
 
 
 def city_decks(city: City, inline: dict | None = None, workers: dict[str, str] | None = None) -> dict[str, pdk.Deck]:
@@ -133,7 +135,7 @@ def _layers(city: City, preset: str, inline: dict | None, workers: dict[str, str
             # a zoom coarser than the view's: a quarter of the tiles, still finer than most DEMs' cells
             terrain.update(bounds=inside, extent=inside, min_zoom=8, max_zoom=17, zoom_offset=-1, tile_size=256)
         else:
-            images = (inline["terrain"], inline["hillshade"])
+            images = (_url("", inline, "terrain"), _url("", inline, "hillshade"))
             terrain.update(bounds=inline["terrain_bounds"])
         layer = pdk.Layer("TerrainLayer", **terrain)
         # set after construction: pydeck would read a keyword argument ending in .png as a local file
@@ -188,14 +190,16 @@ def _layers(city: City, preset: str, inline: dict | None, workers: dict[str, str
             layers.append(pdk.Layer("MVTLayer", data=f"collections/{buildings}/tiles/WebMercatorQuad/{{z}}/{{y}}/{{x}}",
                                     min_zoom=13, max_zoom=16, binary=True, unique_id_property="uid", **common))
         else:
-            layers.append(pdk.Layer("GeoJsonLayer", data=inline["buildings"], **common))
+            layers.append(pdk.Layer("GeoJsonLayer", data=_url("", inline, "buildings"), **common))
 
     if _layer_of_kind(city, "bim") or _layer_of_kind(city, "facility"):
         bim = dict(id="bim", pickable=True, opacity=0.35 if utility else 1.0, load_options={"worker": False})
         if inline is None:
             layers.append(pdk.Layer("Tile3DLayer", data="3dtiles/tileset.json", **bim))
         elif inline.get("tileset"):
-            layers.append(pdk.Layer("Tile3DLayer", data=inline["tileset"], **bim))
+            # loaders.gl tells a tileset from a tile by ".json" in its URL, which a data URL lacks
+            bim["load_options"] = {"3d-tiles": {"isTileset": True}}
+            layers.append(pdk.Layer("Tile3DLayer", data=_url("", inline, "tileset"), **bim))
     return layers
 
 
@@ -217,8 +221,8 @@ _TOGGLES = [  # (label, layer ids or id prefix)
 ]
 
 
-def _config(city: City, preset: str, decks: dict[str, pdk.Deck], live: bool) -> dict:
-    return {
+def _config(city: City, preset: str, decks: dict[str, pdk.Deck], live: bool, data: dict | None = None) -> dict:
+    return {"data": data or {},
         "city": city.name, "preset": preset, "live": live,
         "presets": {name: json.loads(deck.to_json()) for name, deck in decks.items()},
         "legend": legend(city), "toggles": _TOGGLES, "statuses": list(STATUSES),
@@ -253,10 +257,20 @@ def _data_url(media_type: str, data: bytes) -> str:
     return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
 
 
+def _round_coordinates(c: np.ndarray) -> np.ndarray:
+    rounded = np.round(c, 7)
+    if c.shape[1] > 2:
+        rounded[:, 2] = np.round(c[:, 2], 2)
+    return rounded
+
+
 def _features_json(city: City, name: str | None) -> dict:
     if name is None:
         return {"type": "FeatureCollection", "features": []}
     frame = city.features(name).to_crs("OGC:CRS84")
+    # a centimetre is enough for the eye and halves the file: 7 decimals of a degree, 2 of a metre
+    frame.geometry = shapely.transform(frame.geometry.values, _round_coordinates,
+                                       include_z=frame.has_z.any())
     return json.loads(frame.to_json(drop_id=True, na="null", to_wgs84=False))
 
 
@@ -289,12 +303,14 @@ def _inline_tileset(city: City) -> str | None:
     if not records:
         return None
     snapshots = [LayerSnapshot.load(city, r) for r in records]
-    document = tileset(snapshots, content_url="{uid}")
+    document = tileset(snapshots)
+    glbs = {uid: glb for s in snapshots if "glb" in s.frame for uid, glb in zip(s.frame["uid"], s.frame["glb"])}
     def embed(tile: dict) -> None:
         if "content" in tile:
-            uid = tile["content"]["uri"]
-            row = next(s.frame[s.frame["uid"] == uid] for s in snapshots if (s.frame["uid"] == uid).any())
-            tile["content"]["uri"] = _data_url("model/gltf-binary", (city.root / row["glb"].iloc[0]).read_bytes())
+            glb = glbs[tile["extras"]["uid"]]
+            # loaders.gl tells a tile's kind by the URL's extension; a data URL's fragment
+            # carries one and is dropped when the URL is read
+            tile["content"]["uri"] = _data_url("model/gltf-binary", (city.root / glb).read_bytes()) + "#model.glb"
         for child in tile.get("children", []):
             embed(child)
     embed(document["root"])
@@ -304,7 +320,9 @@ def _inline_tileset(city: City) -> str | None:
 def export_html(city: City, preset: str = "planning", limit_bytes: int = EXPORT_LIMIT_BYTES) -> str:
     """One self-contained HTML file of the city: scripts, styles and data inlined; opens offline."""
     _check_preset(preset)
-    config = _config(city, preset, city_decks(city, _inline_data(city)), live=False)
+    workers = {loader: _data_url("text/javascript", (WEB_ROOT / path).read_bytes()) for loader, path in WORKERS.items()}
+    data = _inline_data(city)
+    config = _config(city, preset, city_decks(city, data, workers), live=False, data=data)
     scripts = [f"<script>{(WEB_ROOT / s).read_text(encoding='utf-8')}</script>" for s in (*VENDOR_SCRIPTS, *PAGE_SCRIPTS)]
     scripts.insert(1, _KEEP_CORE)
     styles = [f"<style>{(WEB_ROOT / s).read_text(encoding='utf-8')}</style>" for s in PAGE_STYLES]

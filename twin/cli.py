@@ -221,6 +221,24 @@ def serve(
 
 
 @app.command()
+def view(
+    city: Annotated[Path, typer.Argument(help="The city workspace folder.")],
+    out_file: Annotated[Path, typer.Option("--out", help="The HTML file to write.")] = Path("district.html"),
+    preset: Annotated[str, typer.Option("--preset", help="What the page shows first: planning or utility.")] = "planning",
+) -> None:
+    """Export the city's 3D view as one self-contained HTML file that opens offline."""
+    with _errors():
+        from api.view import PRESETS, export_html
+        from twin.workspace import City
+
+        if preset not in PRESETS:
+            raise typer.BadParameter(f"unknown preset {preset!r}: use one of {', '.join(PRESETS)}", param_hint="--preset")
+        page = export_html(City.open(city), preset)
+        out_file.write_text(page, encoding="utf-8")
+    out.print(f"wrote {out_file} ({len(page.encode('utf-8')) / 1e6:.1f} MB, preset {preset}); open it in a browser")
+
+
+@app.command()
 def demo(
     port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 8000,
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Build the demo cities and stop.")] = False,

@@ -30,6 +30,7 @@
   // -- functions the presets name with @@function: each returns an accessor ---------------------
   const functions = {
     features: () => data => (data && data.features) || data || [],
+    inline: ({key}) => config.data[key],
     onGround: ({lift}) => f => [f.geometry.coordinates[0], f.geometry.coordinates[1],
       (f.properties.ground_z || 0) + (lift || 0)],
     pipeColour: ({by, palette}) => f => {
@@ -93,6 +94,7 @@
         extra.onViewportLoad = () => markLoaded('buildings');
         extra.onDataLoad = () => markLoaded('buildings');
       }
+      if ((id === 'pipes' || id === 'buildings') && typeof layer.props.data !== 'string') markLoaded(id);
       return layer.clone(extra);
     });
   }
