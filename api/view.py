@@ -150,7 +150,8 @@ def _layers(city: City, preset: str, inline: dict | None, workers: dict[str, str
             get_line_color={"@@function": "pipeColour", "by": "status" if utility else "utility",
                             "palette": STATUS_COLOURS if utility else UTILITY_COLOURS},
             get_line_width={"@@function": "pipeWidth", "scale": 1.6 if utility else 1.0},
-            line_width_units="pixels", line_width_min_pixels=1.5, line_joint_rounded=True,
+            # square joints: rounded ones cost a software GPU most of its frame
+            line_width_units="pixels", line_width_min_pixels=1.5,
             load_options={"worker": False}))
 
     sensors = _layer_of_kind(city, "sensor")

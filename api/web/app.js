@@ -44,6 +44,20 @@
   const converter = new JSONConverter({configuration: {classes, functions,
     enumerations: {COORDINATE_SYSTEM: core.COORDINATE_SYSTEM}}});
 
+  // A machine without a GPU (a virtual desktop, a locked-down intranet PC) renders WebGL in
+  // software: there the BIM models skip physically based shading, whose shaders alone take
+  // seconds to compile, and are drawn with their plain material colours.
+  const softwareGL = (() => {
+    try {
+      const gl = document.createElement('canvas').getContext('webgl2');
+      const info = gl && gl.getExtension('WEBGL_debug_renderer_info');
+      const renderer = info ? gl.getParameter(info.UNMASKED_RENDERER_WEBGL) : '';
+      return /swiftshader|llvmpipe|softpipe|software/i.test(renderer);
+    } catch (error) {
+      return false;
+    }
+  })();
+
   // -- state --------------------------------------------------------------------------------
   // ?hide=terrain,pipes hides layers from the start: a link can carry what to look at
   const hidden = new Set();
@@ -57,7 +71,7 @@
   let layers = [];
   const loaded = {buildings: false, pipes: false};
   let readyAt = null;
-  window.twin = {config, live, ready: null, presetLayers: () => layers.map(l => l.id)};
+  window.twin = {config, live, ready: null, softwareGL, presetLayers: () => layers.map(l => l.id)};
 
   function isHidden(id) {
     for (const [, ids] of config.toggles) {
@@ -90,6 +104,7 @@
         extra.onDataLoad = () => markLoaded('pipes');
       }
       if (id === 'sensors') extra.updateTriggers = {getFillColor: live.version};
+      if (id === 'bim' && softwareGL) extra._subLayerProps = {scenegraph: {_lighting: 'flat'}};
       if (id === 'buildings') {
         extra.onViewportLoad = () => markLoaded('buildings');
         extra.onDataLoad = () => markLoaded('buildings');
@@ -116,7 +131,7 @@
     const id = layer.id;
     let html;
     if (id === 'buildings') {
-      html = `<b>${esc(p.name || p.uid || 'Building')}</b><br>height ${fmt(p.height_m)} m` +
+      html = `<b>${esc(p.name || 'Building')}</b> ${esc(p.uid || '')}<br>height ${fmt(p.height_m)} m` +
         (p.floors ? ` · ${fmt(p.floors)} floors` : '') + `<br>ground ${fmt(p.ground_z)} m`;
     } else if (id === 'pipes') {
       html = `<b>${esc(p.uid)}</b><br>${esc(p.utility || '')} · ⌀ ${fmt(p.diameter_mm)} mm · depth ${fmt(p.depth_m)} m` +
@@ -207,7 +222,6 @@
     controller: true,
     layers: [],
     getTooltip: tooltip,
-    onClick,
     pickingRadius: 4,
     onError: error => console.error('deck.gl', error),
     onAfterRender: () => {
@@ -220,6 +234,24 @@
     },
   });
   window.twin.deck = deckgl;
+
+  // A click is a press and release in place, however long between them: deck.gl's gesture
+  // recogniser wants the release within 250 ms of handling the press, and on a software GPU the
+  // picking done on press alone can take longer than that.
+  const map = document.getElementById('map');
+  let press = null;
+  map.addEventListener('pointerdown', event => { press = {x: event.clientX, y: event.clientY}; });
+  map.addEventListener('pointerup', event => {
+    if (!press || event.button !== 0) return;
+    const moved = Math.hypot(event.clientX - press.x, event.clientY - press.y);
+    press = null;
+    if (moved > 5) return;
+    const rect = map.getBoundingClientRect();
+    const x = event.clientX - rect.left;
+    const y = event.clientY - rect.top;
+    const info = deckgl.pickObject({x, y, radius: 4});
+    onClick(info ? {...info, x, y} : {x, y, layer: null}, event);
+  });
   document.getElementById('city-name').textContent = config.city;
 
   // -- presets, toggles, legend ---------------------------------------------------------------
