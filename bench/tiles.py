@@ -662,7 +662,7 @@ def profile_vector(ts: Tileset, rounds: int, top: int) -> None:
                 service.vector_tile(names, *t, key)
 
     print_profile(f"{rounds} x {len(tiles)} warm renders of {ts.name} (TileService.vector_tile, no tile cache)",
-                  work, top, expand=("vector_tile", "layer_message", "encode_layer", "_tags"))
+                  work, top, expand=("vector_tile", "tile", "tile_message", "_tags"))
 
 
 def profile_terrain(run: TerrainRun, top: int) -> None:

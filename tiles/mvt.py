@@ -1,8 +1,9 @@
 """A vectorised Mapbox Vector Tile 2.1 encoder.
 
-The geometry of all features of a layer is quantised, delta- and zigzag-encoded and
-varint-packed with numpy in one pass, and attributes are factorised per column, so a
-tile costs a few array operations instead of Python work per vertex (what makes the
+The geometry of all features of a tile, whatever their layer, is put on the tile's integer
+grid, delta- and zigzag-encoded and varint-packed with numpy in one pass per geometry
+family; attributes are encoded once per layer version, so a tile picks rows from tables
+instead of doing Python work per vertex, per value or per layer (what makes the
 pure-Python encoders slow). The output is the protobuf of the MVT 2.1 specification:
 `Tile { repeated Layer layers = 3 }`, layers of version 2.
 """
@@ -17,32 +18,30 @@ import numpy as np
 import pandas as pd
 import shapely
 
-__all__ = ["AttributeTable", "attribute_table", "encode_layer", "tile_message", "family_of", "POINT", "LINESTRING", "POLYGON"]
+__all__ = ["AttributeTable", "attribute_table", "LayerStack", "tile_message", "family_of",
+           "POINT", "LINESTRING", "POLYGON"]
 
 POINT, LINESTRING, POLYGON = 1, 2, 3
 _MOVE_TO, _LINE_TO, _CLOSE_PATH = 1, 2, 7
-_TYPE_BYTE = {POINT: b"\x01", LINESTRING: b"\x02", POLYGON: b"\x03"}
+# a varint of k bytes holds values below 2 ** (7 * k)
+_VARINT_LIMITS = np.array([1 << (7 * k) for k in range(1, 10)], dtype=np.uint64)
+_VARINT_SHIFTS = np.arange(0, 70, 7, dtype=np.uint64)
+_VARINT_BYTE = np.arange(10)
 
 
 def _varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Varint bytes of many unsigned integers, and how many bytes each took."""
     values = np.asarray(values, dtype=np.uint64)
-    lengths = np.ones(len(values), dtype=np.int64)
-    rest = values >> np.uint64(7)
-    while rest.any():
-        lengths += rest > 0
-        rest = rest >> np.uint64(7)
-    total = int(lengths.sum())
-    out = np.empty(total, dtype=np.uint8)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    remaining = values.copy()
-    for k in range(int(lengths.max()) if len(lengths) else 0):
-        active = lengths > k
-        byte = (remaining[active] & np.uint64(0x7F)).astype(np.uint8)
-        more = lengths[active] > k + 1
-        out[starts[active] + k] = byte | (more.astype(np.uint8) << 7)
-        remaining[active] = remaining[active] >> np.uint64(7)
-    return out, lengths
+    if not len(values):
+        return np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int64)
+    width = max(1, (int(values.max()).bit_length() + 6) // 7)
+    if width == 1:
+        return values.astype(np.uint8), np.ones(len(values), dtype=np.int64)
+    lengths = np.searchsorted(_VARINT_LIMITS[:width - 1], values, side="right") + 1
+    groups = ((values[:, None] >> _VARINT_SHIFTS[:width]) & np.uint64(0x7F)).astype(np.uint8)
+    byte = _VARINT_BYTE[:width]
+    groups |= (byte < (lengths - 1)[:, None]).view(np.uint8) << 7  # the continuation bit
+    return groups[byte < lengths[:, None]], lengths
 
 
 def _varint(value: int) -> bytes:
@@ -66,22 +65,51 @@ def _bytes_field(number: int, payload: bytes) -> bytes:
 
 
 def _zigzag(v: np.ndarray) -> np.ndarray:
-    v = v.astype(np.int64)
     return ((v << 1) ^ (v >> 63)).astype(np.uint64)
 
 
-def _command(cmd: int, count: np.ndarray | int) -> np.ndarray | int:
-    return (np.asarray(count, dtype=np.uint64) << np.uint64(3)) | np.uint64(cmd)
+def _starts(lengths: np.ndarray) -> np.ndarray:
+    """Where each of consecutive runs of `lengths` begins."""
+    ends = np.cumsum(lengths)
+    return ends - lengths
 
 
-def _paths(geoms: np.ndarray, family: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Flat coordinates to emit, and per path: its feature, its number of points, whether closed.
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The concatenation of arange(starts[i], starts[i] + lengths[i]) for all i, in one pass."""
+    total = int(lengths.sum())
+    return np.repeat(starts - _starts(lengths), lengths) + np.arange(total)
+
+
+def _gather(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The concatenation of buffer[starts[i]:starts[i] + lengths[i]] for all i, in one pass."""
+    return buffer[_ranges(starts, lengths)]
+
+
+def _on_grid(coords: np.ndarray, west: float, north: float, unit: float) -> np.ndarray:
+    """Coordinates as tile units from the tile's top-left corner, y down, rounded to the integer grid."""
+    return np.round((coords - (west, north)) / (unit, -unit))
+
+
+def _paths(geoms: np.ndarray, family: int, west: float, north: float,
+           unit: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Integer coordinates to emit, and per path: its feature, its number of points, whether closed.
 
     Consecutive repeated points (what snapping to the grid leaves) are dropped, and so are
-    rings left with fewer than three points and lines with fewer than two.
+    rings left with fewer than three points and lines with fewer than two. Polygons are
+    oriented on the grid: exterior rings with positive area in tile coordinates (clockwise
+    on screen, y down), as MVT 2.1 wants; holes the other way.
     """
-    parts, part_feature = shapely.get_parts(geoms, return_index=True)
+    if family == POINT:
+        # a point is a path of one coordinate; the encoder gives a feature's points one MoveTo
+        coords, path_feature = shapely.get_coordinates(geoms, return_index=True)
+        coords = _on_grid(coords, west, north, unit).astype(np.int64)
+        ones = np.ones(len(coords), dtype=np.int64)
+        return coords, path_feature, ones, np.zeros(len(coords), dtype=bool)
     if family == POLYGON:
+        # snapping can flip a thin ring, so the orientation is decided on the grid
+        geoms = shapely.set_coordinates(geoms, _on_grid(shapely.get_coordinates(geoms), west, north, unit))
+        geoms = shapely.orient_polygons(geoms, exterior_cw=False)
+        parts, part_feature = shapely.get_parts(geoms, return_index=True)
         rings, ring_part = shapely.get_rings(parts, return_index=True)
         coords, coord_path = shapely.get_coordinates(rings, return_index=True)
         counts = np.bincount(coord_path, minlength=len(rings))
@@ -89,64 +117,78 @@ def _paths(geoms: np.ndarray, family: int) -> tuple[np.ndarray, np.ndarray, np.n
         keep[np.cumsum(counts) - 1] = False  # the closing point is ClosePath's job
         path_feature, closed, least = part_feature[ring_part], np.ones(len(rings), dtype=bool), 3
     else:
+        parts, path_feature = shapely.get_parts(geoms, return_index=True)
         coords, coord_path = shapely.get_coordinates(parts, return_index=True)
+        coords = _on_grid(coords, west, north, unit)
         keep = np.ones(len(coords), dtype=bool)
-        path_feature, closed, least = part_feature, np.zeros(len(parts), dtype=bool), 2 if family == LINESTRING else 1
-    if family != POINT and len(coords) > 1:
-        same = np.zeros(len(coords), dtype=bool)
-        same[1:] = (coords[1:] == coords[:-1]).all(axis=1) & (coord_path[1:] == coord_path[:-1])
-        keep &= ~same
+        closed, least = np.zeros(len(parts), dtype=bool), 2
+    coords = coords.astype(np.int64)
+    if len(coords) > 1:
+        same = (coords[1:] == coords[:-1]).all(axis=1) & (coord_path[1:] == coord_path[:-1])
+        keep[1:] &= ~same
     coords, coord_path = coords[keep], coord_path[keep]
     counts = np.bincount(coord_path, minlength=len(path_feature))
     usable = counts >= least
     if not usable.all():
-        inside = usable[coord_path]
-        coords, coord_path = coords[inside], coord_path[inside]
+        coords = coords[usable[coord_path]]
         path_feature, closed, counts = path_feature[usable], closed[usable], counts[usable]
     return coords, path_feature, counts, closed
 
 
-def _geometry_streams(geoms: np.ndarray, family: int) -> tuple[np.ndarray, np.ndarray]:
+def _geometry_streams(geoms: np.ndarray, family: int, west: float, north: float,
+                      unit: float) -> tuple[np.ndarray, np.ndarray]:
     """The command integers of every feature, concatenated, and each feature's count of them."""
     n = len(geoms)
-    coords, path_feature, counts, closed = _paths(geoms, family)
-    coords = coords.astype(np.int64)
+    coords, path_feature, counts, closed = _paths(geoms, family, west, north, unit)
+    if not len(counts):
+        return np.zeros(0, dtype=np.uint64), np.zeros(n, dtype=np.int64)
     # every feature starts its cursor at (0, 0); within a feature it carries from path to path
-    first_of_feature = np.zeros(len(coords), dtype=bool)
-    path_start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    feature_first_path = np.unique(path_feature, return_index=True)[1]
-    first_of_feature[path_start[feature_first_path]] = True
-    previous = np.vstack([[0, 0], coords[:-1]]) if len(coords) else coords
-    previous[first_of_feature] = 0
-    deltas = _zigzag(coords - previous)
+    path_start = _starts(counts)
+    first_path_of_feature = np.ones(len(counts), dtype=bool)
+    first_path_of_feature[1:] = path_feature[1:] != path_feature[:-1]
+    previous = np.empty_like(coords)
+    previous[1:] = coords[:-1]
+    previous[path_start[first_path_of_feature]] = 0
+    deltas = _zigzag(coords - previous).ravel()
 
     if family == POINT:
         # one MoveTo per feature with all its points
-        per_feature_points = np.bincount(path_feature, weights=counts, minlength=n).astype(np.int64)
-        sizes = 1 + 2 * per_feature_points
-        stream = np.empty(int(sizes.sum()), dtype=np.uint64)
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        stream[starts] = _command(_MOVE_TO, per_feature_points)
+        feature_start = path_start[first_path_of_feature]
+        per_feature_points = np.diff(np.append(feature_start, len(coords)))
+        command_at = 2 * feature_start + np.arange(len(feature_start))
+        stream = np.empty(len(deltas) + len(command_at), dtype=np.uint64)
+        stream[command_at] = (per_feature_points.astype(np.uint64) << np.uint64(3)) | np.uint64(_MOVE_TO)
         mask = np.ones(len(stream), dtype=bool)
-        mask[starts] = False
-        stream[mask] = deltas.ravel()
+        mask[command_at] = False
+        stream[mask] = deltas
+        sizes = np.zeros(n, dtype=np.int64)
+        sizes[path_feature[first_path_of_feature]] = 1 + 2 * per_feature_points
         return stream, sizes
 
     # per path: MoveTo(1) x y LineTo(n-1) (x y)*(n-1) [ClosePath]
-    sizes_path = 4 + 2 * (counts - 1) + closed.astype(np.int64)
-    stream = np.empty(int(sizes_path.sum()), dtype=np.uint64)
-    starts = np.concatenate([[0], np.cumsum(sizes_path)[:-1]]).astype(np.int64)
-    stream[starts] = _command(_MOVE_TO, 1)
-    stream[starts + 3] = _command(_LINE_TO, counts - 1)
+    sizes_path = 2 + 2 * counts + closed
+    starts = _starts(sizes_path)
+    stream = np.empty(len(deltas) + 2 * len(counts) + int(closed.sum()), dtype=np.uint64)
+    stream[starts] = (1 << 3) | _MOVE_TO
+    stream[starts + 3] = ((counts - 1).astype(np.uint64) << np.uint64(3)) | np.uint64(_LINE_TO)
     close_at = (starts + sizes_path - 1)[closed]
-    stream[close_at] = _command(_CLOSE_PATH, 1)
+    stream[close_at] = (1 << 3) | _CLOSE_PATH
     mask = np.ones(len(stream), dtype=bool)
     mask[starts] = False
     mask[starts + 3] = False
     mask[close_at] = False
-    stream[mask] = deltas.ravel()
+    stream[mask] = deltas
     sizes = np.bincount(path_feature, weights=sizes_path, minlength=n).astype(np.int64)
     return stream, sizes
+
+
+def _geometry_bytes(geoms: np.ndarray, family: int, west: float, north: float,
+                    unit: float) -> tuple[np.ndarray, np.ndarray]:
+    """Every feature's packed geometry command integers, concatenated, and each one's byte count."""
+    stream, sizes = _geometry_streams(geoms, family, west, north, unit)
+    stream_bytes, stream_lengths = _varints(stream)
+    byte_ends = np.concatenate([[0], np.cumsum(stream_lengths)])[np.cumsum(sizes)]
+    return stream_bytes, np.diff(byte_ends, prepend=0)
 
 
 def _value_message(value) -> bytes:
@@ -165,7 +207,7 @@ class AttributeTable:
     """A layer's attributes encoded once: MVT keys, MVT values, and each feature's value per key.
 
     `codes[i, k]` is the index into `values` of feature i's value for key k, or -1 where
-    the feature has none. Tiles index it with their features' positions.
+    the feature has none.
     """
 
     keys: list[str]
@@ -199,65 +241,93 @@ def attribute_table(columns: dict[str, np.ndarray], n: int) -> AttributeTable:
     return AttributeTable(keys, values, codes)
 
 
-def _tags(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """The keys and values a set of features uses, and each feature's packed tag integers.
+class _Fields:
+    """Encoded protobuf fields in one buffer, picked by number."""
 
-    Returns the used key positions, used value positions and the features' tag bytes
-    (concatenated, with each feature's byte count), indices renumbered into the used
-    lists so a tile carries only what it needs.
+    def __init__(self, fields: list[bytes]) -> None:
+        self.lengths = np.array([len(f) for f in fields], dtype=np.int64)
+        self.starts = _starts(self.lengths)
+        self.buffer = np.frombuffer(b"".join(fields), dtype=np.uint8)
+
+    def pick(self, chosen: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """The chosen fields concatenated, and where each one ends in that."""
+        lengths = self.lengths[chosen]
+        return _gather(self.buffer, self.starts[chosen], lengths).tobytes(), np.cumsum(lengths)
+
+
+class LayerStack:
+    """Layers whose features are numbered one after another ("stacked rows"), their names and
+    attributes encoded once, so one pass encodes a tile of all of them.
+
+    Keys and values are numbered across the stack too; a tile renumbers the ones each layer
+    uses, so a layer carries only what its features in the tile need.
     """
-    n, k = codes.shape
-    if k == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), (np.zeros(0, np.uint8), np.zeros(n, np.int64))
-    present = codes >= 0
-    used_keys = np.flatnonzero(present.any(axis=0))
-    used_values, value_ids = np.unique(codes[present], return_inverse=True)
-    key_of = np.full(k, -1, dtype=np.int64)
-    key_of[used_keys] = np.arange(len(used_keys))
-    renumbered = np.full(codes.shape, -1, dtype=np.int64)
-    renumbered[present] = value_ids
-    key_ids = np.broadcast_to(key_of, codes.shape)
-    pairs = np.stack([key_ids, renumbered], axis=2).reshape(n, -1)
-    mask = np.repeat(present, 2, axis=1)
-    encoded, lengths = _varints(pairs[mask].astype(np.uint64))
-    per_feature = np.bincount(np.repeat(np.arange(n), mask.sum(axis=1)), weights=lengths, minlength=n)
-    return used_keys, used_values, (encoded, per_feature.astype(np.int64))
 
+    def __init__(self, names: list[str], tables: list[AttributeTable]) -> None:
+        self.names = list(names)
+        sizes = [len(t.codes) for t in tables]
+        self.row_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.key_offsets = np.concatenate([[0], np.cumsum([len(t.keys) for t in tables])]).astype(np.int64)
+        self.value_offsets = np.concatenate([[0], np.cumsum([len(t.values) for t in tables])]).astype(np.int64)
+        self.headers = [_field(15, 0) + _varint(2) + _bytes_field(1, name.encode("utf-8")) for name in names]
+        self.keys = _Fields([_bytes_field(3, k.encode("utf-8")) for t in tables for k in t.keys])
+        self.values = _Fields([_bytes_field(4, v) for t in tables for v in t.values])
+        # every row's (key, value) pairs in key order, with stack-wide numbers
+        counts, tag_keys, tag_values = [], [], []
+        for table, key_offset, value_offset in zip(tables, self.key_offsets, self.value_offsets):
+            present = table.codes >= 0
+            counts.append(present.sum(axis=1))
+            tag_keys.append(np.nonzero(present)[1] + key_offset)
+            tag_values.append(table.codes[present] + value_offset)
+        self.tag_starts = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
+        self.tag_keys = np.concatenate(tag_keys).astype(np.int64)
+        self.tag_values = np.concatenate(tag_values).astype(np.int64)
 
-def _geometry_bytes(geoms: np.ndarray, family: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every feature's packed geometry command integers, concatenated, and each one's byte count."""
-    stream, sizes = _geometry_streams(geoms, family)
-    stream_bytes, stream_lengths = _varints(stream)
-    value_ends = np.cumsum(sizes)
-    byte_ends = np.concatenate([[0], np.cumsum(stream_lengths)])[value_ends]
-    return stream_bytes, np.diff(np.concatenate([[0], byte_ends])).astype(np.int64)
+    def __len__(self) -> int:
+        return int(self.row_offsets[-1])
 
+    def _tags(self, rows: np.ndarray, layer_of: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The keys and values the rows use, and each row's packed tag integers.
 
-def _gather(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The concatenation of buffer[starts[i]:starts[i] + lengths[i]] for all i, in one pass."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.uint8)
-    offsets = np.cumsum(lengths) - lengths
-    index = np.repeat(starts - offsets, lengths) + np.arange(total)
-    return buffer[index]
+        Returns the used keys and values (stack-wide numbers, ascending) and the rows' tag
+        bytes (concatenated, with each row's byte count), with keys and values renumbered
+        from 0 within each layer.
+        """
+        counts = self.tag_starts[rows + 1] - self.tag_starts[rows]
+        pairs = _ranges(self.tag_starts[rows], counts)
+        pair_layer = np.repeat(layer_of, counts)
+        numbered = []
+        for ids, offsets, total in ((self.tag_keys[pairs], self.key_offsets, len(self.keys.lengths)),
+                                    (self.tag_values[pairs], self.value_offsets, len(self.values.lengths))):
+            used = np.zeros(total, dtype=bool)
+            used[ids] = True
+            used_before = np.concatenate([[0], np.cumsum(used)])  # used_before[i]: used ones below i
+            numbered.append((used_before[ids] - used_before[offsets[pair_layer]], np.flatnonzero(used)))
+        (key_ids, used_keys), (value_ids, used_values) = numbered
+        encoded, lengths = _varints(np.column_stack([key_ids, value_ids]).ravel())
+        ends = np.concatenate([[0], np.cumsum(lengths)])[2 * np.cumsum(counts)]
+        return used_keys, used_values, encoded, np.diff(ends, prepend=0)
 
 
 def family_of(geoms: np.ndarray) -> np.ndarray:
-    """POINT, LINESTRING or POLYGON for each geometry (multi-parts with their singles)."""
-    return np.array([0, POINT, LINESTRING, LINESTRING, POLYGON, POINT, LINESTRING, POLYGON, 0],
-                    dtype=np.int64)[shapely.get_type_id(geoms) + 1]
+    """POINT, LINESTRING or POLYGON for each geometry (multi-parts with their singles; 0 for the rest)."""
+    return _FAMILY_OF_TYPE[shapely.get_type_id(geoms) + 1]
 
 
-def encode_layer(name: str, geoms: np.ndarray, ids: np.ndarray, attributes: AttributeTable,
-                 rows: np.ndarray, extent: int = 4096) -> bytes:
-    """One MVT layer message from geometries already in tile coordinates (integers, y down).
+_FAMILY_OF_TYPE = np.array([0, POINT, LINESTRING, LINESTRING, POLYGON, POINT, LINESTRING, POLYGON, 0], dtype=np.int64)
 
-    `rows` are the features' rows in `attributes`. Points, lines and polygons
-    (multi-parts included) may be mixed. Returns the bytes of the `Layer` message
-    (without its field tag), or nothing when no feature is left on the tile grid.
+
+def tile_message(stack: LayerStack, rows: np.ndarray, geoms: np.ndarray, west: float, north: float,
+                 unit: float, extent: int = 4096) -> bytes:
+    """A Tile message with the features at `rows` of the stack (ascending), whose geometries are `geoms`.
+
+    The geometries are put on the tile's grid: `extent` units across, from the corner
+    (`west`, `north`), `unit` wide, y down. Points, lines and polygons (multi-parts
+    included) may be mixed. A layer appears when some of its features are left on the
+    grid; its feature ids are the rows within the layer, plus 1. Returns nothing when no
+    feature is left.
     """
-    n = len(geoms)
+    n = len(rows)
     families = family_of(geoms)
     # every feature's geometry bytes, in feature order
     geometry_parts, geometry_lengths = [], np.zeros(n, dtype=np.int64)
@@ -265,51 +335,54 @@ def encode_layer(name: str, geoms: np.ndarray, ids: np.ndarray, attributes: Attr
     for family in (POINT, LINESTRING, POLYGON):
         chosen = np.flatnonzero(families == family)
         if len(chosen):
-            data, lengths = _geometry_bytes(geoms[chosen], family)
+            data, lengths = _geometry_bytes(geoms[chosen], family, west, north, unit)
             geometry_parts.append(data)
             geometry_lengths[chosen] = lengths
             order.append(chosen)
-    geometry = np.concatenate(geometry_parts) if geometry_parts else np.zeros(0, dtype=np.uint8)
-    # starts of each feature's geometry in `geometry`, which is grouped by family
-    grouped = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
-    geometry_starts = np.zeros(n, dtype=np.int64)
-    geometry_starts[grouped] = np.cumsum(geometry_lengths[grouped]) - geometry_lengths[grouped]
-    used_keys, used_values, (tag_bytes, tag_lengths) = _tags(attributes.codes[rows])
-    keys = [attributes.keys[i] for i in used_keys]
-    values = [attributes.values[i] for i in used_values]
-
-    present = (families > 0) & (geometry_lengths > 0)  # what is left on the tile grid
-    if present.any():
-        features = _features(ids[present], families[present], tag_bytes, tag_lengths, present,
-                             geometry, geometry_starts[present], geometry_lengths[present])
-    else:
-        features = b""
-    if not features:
+    present = geometry_lengths > 0  # what is left on the tile grid
+    if not present.any():
         return b""
-    layer = bytearray(_field(15, 0) + _varint(2) + _bytes_field(1, name.encode("utf-8")))
-    layer += features
-    for key in keys:
-        layer += _bytes_field(3, key.encode("utf-8"))
-    for value in values:
-        layer += _bytes_field(4, value)
-    layer += _field(5, 0) + _varint(extent)
-    return bytes(layer)
+    geometry = np.concatenate(geometry_parts)
+    # starts of each feature's geometry in `geometry`, which is grouped by family
+    grouped = np.concatenate(order)
+    geometry_starts = np.zeros(n, dtype=np.int64)
+    geometry_starts[grouped] = _starts(geometry_lengths[grouped])
+
+    rows = rows[present]
+    layer_of = np.searchsorted(stack.row_offsets, rows, side="right") - 1
+    used_keys, used_values, tag_bytes, tag_lengths = stack._tags(rows, layer_of)
+    features, feature_ends = _features(rows - stack.row_offsets[layer_of] + 1, families[present],
+                                       tag_bytes, tag_lengths, geometry, geometry_starts[present],
+                                       geometry_lengths[present])
+    # each layer's features, keys and values are consecutive runs of what was encoded
+    layers = np.arange(len(stack.names) + 1)
+    feature_cuts = np.concatenate([[0], feature_ends])[np.searchsorted(layer_of, layers)].tolist()
+    keys, key_ends = stack.keys.pick(used_keys)
+    key_cuts = np.concatenate([[0], key_ends])[np.searchsorted(used_keys, stack.key_offsets)].tolist()
+    values, value_ends = stack.values.pick(used_values)
+    value_cuts = np.concatenate([[0], value_ends])[np.searchsorted(used_values, stack.value_offsets)].tolist()
+    extent_field = _field(5, 0) + _varint(extent)
+    tile = bytearray()
+    for layer in np.unique(layer_of).tolist():
+        body = b"".join((stack.headers[layer], features[feature_cuts[layer]:feature_cuts[layer + 1]],
+                         keys[key_cuts[layer]:key_cuts[layer + 1]],
+                         values[value_cuts[layer]:value_cuts[layer + 1]], extent_field))
+        tile += _field(3, 2) + _varint(len(body)) + body
+    return bytes(tile)
 
 
 _CONSTANTS = np.frombuffer(bytes([0x12, 0x08, 0x18, 0x22, 0x00, POINT, LINESTRING, POLYGON]), dtype=np.uint8)
 _FEATURE_TAG, _ID_TAG, _TYPE_TAG, _GEOMETRY_TAG = 0, 1, 2, 3  # positions in _CONSTANTS
 
 
-def _features(ids: np.ndarray, families: np.ndarray, tag_bytes: np.ndarray, tag_lengths_all: np.ndarray,
-              present: np.ndarray, geometry: np.ndarray, geometry_starts: np.ndarray,
-              geometry_lengths: np.ndarray) -> bytes:
-    """The `features` field of a layer: every Feature message, assembled with array gathers.
+def _features(ids: np.ndarray, families: np.ndarray, tag_bytes: np.ndarray, tag_lengths: np.ndarray,
+              geometry: np.ndarray, geometry_starts: np.ndarray, geometry_lengths: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """Every `features` field of a layer's Feature messages, assembled with array gathers, and where each ends.
 
     Per feature: 0x12 len(body) | body = 0x08 id [0x12 len(tags) tags] 0x18 type 0x22 len(geom) geom.
     """
     n = len(ids)
-    tag_starts_all = np.cumsum(tag_lengths_all) - tag_lengths_all
-    tag_starts, tag_lengths = tag_starts_all[present], tag_lengths_all[present]
+    tag_starts = _starts(tag_lengths)
     id_bytes, id_lengths = _varints(ids)
     tag_len_bytes, tag_len_lengths = _varints(tag_lengths)
     geom_len_bytes, geom_len_lengths = _varints(geometry_lengths)
@@ -323,7 +396,7 @@ def _features(ids: np.ndarray, families: np.ndarray, tag_bytes: np.ndarray, tag_
     buffer = np.concatenate(sources)
 
     def at(source: int, lengths: np.ndarray) -> np.ndarray:
-        return base[source] + np.cumsum(lengths) - lengths
+        return base[source] + _starts(lengths)
 
     constant = lambda k: np.full(n, base[0] + k)  # noqa: E731
     one = np.ones(n, dtype=np.int64)
@@ -336,9 +409,4 @@ def _features(ids: np.ndarray, families: np.ndarray, tag_bytes: np.ndarray, tag_
         one, body_len_lengths, one, id_lengths,
         has_tags.astype(np.int64), np.where(has_tags, tag_len_lengths, 0), tag_lengths,
         one, one, one, geom_len_lengths, geometry_lengths])
-    return _gather(buffer, starts.ravel(), lengths.ravel()).tobytes()
-
-
-def tile_message(layers: list[bytes]) -> bytes:
-    """A Tile message from encoded layers."""
-    return b"".join(_bytes_field(3, layer) for layer in layers)
+    return _gather(buffer, starts.ravel(), lengths.ravel()).tobytes(), np.cumsum(1 + body_len_lengths + body)
