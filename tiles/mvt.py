@@ -6,6 +6,11 @@ family; attributes are encoded once per layer version, so a tile picks rows from
 instead of doing Python work per vertex, per value or per layer (what makes the
 pure-Python encoders slow). The output is the protobuf of the MVT 2.1 specification:
 `Tile { repeated Layer layers = 3 }`, layers of version 2.
+
+A tile holds a few hundred numbers, so what it costs is the count of numpy calls, not
+their work: the code calls ufuncs and array methods (`np.add.accumulate`, `.searchsorted`)
+rather than numpy's Python-level wrappers (`np.cumsum`, `np.diff`, `np.column_stack`),
+and takes shortcuts for the common cases (single-part geometries, one layer).
 """
 
 from __future__ import annotations
@@ -22,26 +27,29 @@ __all__ = ["AttributeTable", "attribute_table", "LayerStack", "tile_message", "f
            "POINT", "LINESTRING", "POLYGON"]
 
 POINT, LINESTRING, POLYGON = 1, 2, 3
-_MOVE_TO, _LINE_TO, _CLOSE_PATH = 1, 2, 7
-# a varint of k bytes holds values below 2 ** (7 * k)
-_VARINT_LIMITS = np.array([1 << (7 * k) for k in range(1, 10)], dtype=np.uint64)
-_VARINT_SHIFTS = np.arange(0, 70, 7, dtype=np.uint64)
-_VARINT_BYTE = np.arange(10)
+# command integers are (count << 3) | id: MoveTo is 1, LineTo 2, ClosePath 7
+_MOVE_TO_ONE, _LINE_TO, _CLOSE_PATH_ONE = (1 << 3) | 1, 2, (1 << 3) | 7
+# a varint of k bytes holds values below 2 ** (7 * k); the values here are int64, below 2 ** 63
+_VARINT_LIMITS = np.array([1 << (7 * k) for k in range(1, 9)], dtype=np.int64)
+_VARINT_SHIFTS = np.arange(0, 63, 7, dtype=np.int64)
+_VARINT_BYTE = np.arange(9)
+_running_total = np.add.accumulate
 
 
-def _varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Varint bytes of many unsigned integers, and how many bytes each took."""
-    values = np.asarray(values, dtype=np.uint64)
-    if not len(values):
-        return np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int64)
-    width = max(1, (int(values.max()).bit_length() + 6) // 7)
+def _varint_lengths(values: np.ndarray) -> np.ndarray:
+    """How many bytes the varint of each value takes (values non-negative int64)."""
+    return _VARINT_LIMITS.searchsorted(values, side="right") + 1
+
+
+def _varints(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The varint bytes of many values (non-negative int64), concatenated, given their `_varint_lengths`."""
+    width = int(lengths.max()) if len(lengths) else 1
     if width == 1:
-        return values.astype(np.uint8), np.ones(len(values), dtype=np.int64)
-    lengths = np.searchsorted(_VARINT_LIMITS[:width - 1], values, side="right") + 1
-    groups = ((values[:, None] >> _VARINT_SHIFTS[:width]) & np.uint64(0x7F)).astype(np.uint8)
+        return values.astype(np.uint8)
+    groups = ((values[:, None] >> _VARINT_SHIFTS[:width]) & 0x7F).astype(np.uint8)
     byte = _VARINT_BYTE[:width]
     groups |= (byte < (lengths - 1)[:, None]).view(np.uint8) << 7  # the continuation bit
-    return groups[byte < lengths[:, None]], lengths
+    return groups[byte < lengths[:, None]]
 
 
 def _varint(value: int) -> bytes:
@@ -65,19 +73,26 @@ def _bytes_field(number: int, payload: bytes) -> bytes:
 
 
 def _zigzag(v: np.ndarray) -> np.ndarray:
-    return ((v << 1) ^ (v >> 63)).astype(np.uint64)
+    return (v << 1) ^ (v >> 63)
 
 
 def _starts(lengths: np.ndarray) -> np.ndarray:
     """Where each of consecutive runs of `lengths` begins."""
-    ends = np.cumsum(lengths)
-    return ends - lengths
+    return _running_total(lengths, dtype=np.int64) - lengths
+
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    """0 and the running total of `lengths`: run i is offsets[i]:offsets[i + 1]."""
+    out = np.zeros(len(lengths) + 1, dtype=np.int64)
+    _running_total(lengths, dtype=np.int64, out=out[1:])
+    return out
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The concatenation of arange(starts[i], starts[i] + lengths[i]) for all i, in one pass."""
-    total = int(lengths.sum())
-    return np.repeat(starts - _starts(lengths), lengths) + np.arange(total)
+    ends = _running_total(lengths, dtype=np.int64)
+    total = int(ends[-1]) if len(ends) else 0
+    return (starts - ends + lengths).repeat(lengths) + np.arange(total)
 
 
 def _gather(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -85,110 +100,122 @@ def _gather(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.n
     return buffer[_ranges(starts, lengths)]
 
 
-def _on_grid(coords: np.ndarray, west: float, north: float, unit: float) -> np.ndarray:
-    """Coordinates as tile units from the tile's top-left corner, y down, rounded to the integer grid."""
-    return np.round((coords - (west, north)) / (unit, -unit))
+def _geometry(geoms: np.ndarray, types: np.ndarray, family: int, origin: np.ndarray,
+              scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every feature's packed geometry command integers, concatenated, and each one's byte count.
 
-
-def _paths(geoms: np.ndarray, family: int, west: float, north: float,
-           unit: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Integer coordinates to emit, and per path: its feature, its number of points, whether closed.
-
-    Consecutive repeated points (what snapping to the grid leaves) are dropped, and so are
-    rings left with fewer than three points and lines with fewer than two. Polygons are
-    oriented on the grid: exterior rings with positive area in tile coordinates (clockwise
-    on screen, y down), as MVT 2.1 wants; holes the other way.
+    The coordinates are put on the grid, (c - origin) / scale rounded. Consecutive repeated
+    points (what snapping leaves) are dropped, and so are rings left with fewer than three
+    points and lines with fewer than two; a feature with nothing left has no bytes.
+    Polygons are oriented on the grid (snapping can flip a thin ring): exterior rings with
+    positive area in tile coordinates (clockwise on screen, y down), as MVT 2.1 wants;
+    holes the other way.
     """
-    if family == POINT:
-        # a point is a path of one coordinate; the encoder gives a feature's points one MoveTo
-        coords, path_feature = shapely.get_coordinates(geoms, return_index=True)
-        coords = _on_grid(coords, west, north, unit).astype(np.int64)
-        ones = np.ones(len(coords), dtype=np.int64)
-        return coords, path_feature, ones, np.zeros(len(coords), dtype=bool)
-    if family == POLYGON:
-        # snapping can flip a thin ring, so the orientation is decided on the grid
-        geoms = shapely.set_coordinates(geoms, _on_grid(shapely.get_coordinates(geoms), west, north, unit))
-        geoms = shapely.orient_polygons(geoms, exterior_cw=False)
-        parts, part_feature = shapely.get_parts(geoms, return_index=True)
-        rings, ring_part = shapely.get_rings(parts, return_index=True)
-        coords, coord_path = shapely.get_coordinates(rings, return_index=True)
-        counts = np.bincount(coord_path, minlength=len(rings))
-        keep = np.ones(len(coords), dtype=bool)
-        keep[np.cumsum(counts) - 1] = False  # the closing point is ClosePath's job
-        path_feature, closed, least = part_feature[ring_part], np.ones(len(rings), dtype=bool), 3
-    else:
-        parts, path_feature = shapely.get_parts(geoms, return_index=True)
-        coords, coord_path = shapely.get_coordinates(parts, return_index=True)
-        coords = _on_grid(coords, west, north, unit)
-        keep = np.ones(len(coords), dtype=bool)
-        closed, least = np.zeros(len(parts), dtype=bool), 2
-    coords = coords.astype(np.int64)
-    if len(coords) > 1:
-        same = (coords[1:] == coords[:-1]).all(axis=1) & (coord_path[1:] == coord_path[:-1])
-        keep[1:] &= ~same
-    coords, coord_path = coords[keep], coord_path[keep]
-    counts = np.bincount(coord_path, minlength=len(path_feature))
-    usable = counts >= least
-    if not usable.all():
-        coords = coords[usable[coord_path]]
-        path_feature, closed, counts = path_feature[usable], closed[usable], counts[usable]
-    return coords, path_feature, counts, closed
-
-
-def _geometry_streams(geoms: np.ndarray, family: int, west: float, north: float,
-                      unit: float) -> tuple[np.ndarray, np.ndarray]:
-    """The command integers of every feature, concatenated, and each feature's count of them."""
     n = len(geoms)
-    coords, path_feature, counts, closed = _paths(geoms, family, west, north, unit)
-    if not len(counts):
-        return np.zeros(0, dtype=np.uint64), np.zeros(n, dtype=np.int64)
-    # every feature starts its cursor at (0, 0); within a feature it carries from path to path
-    path_start = _starts(counts)
-    first_path_of_feature = np.ones(len(counts), dtype=bool)
-    first_path_of_feature[1:] = path_feature[1:] != path_feature[:-1]
-    previous = np.empty_like(coords)
-    previous[1:] = coords[:-1]
-    previous[path_start[first_path_of_feature]] = 0
-    deltas = _zigzag(coords - previous).ravel()
-
+    nothing = np.zeros(0, dtype=np.uint8), np.zeros(n, dtype=np.int64)
     if family == POINT:
-        # one MoveTo per feature with all its points
-        feature_start = path_start[first_path_of_feature]
-        per_feature_points = np.diff(np.append(feature_start, len(coords)))
-        command_at = 2 * feature_start + np.arange(len(feature_start))
-        stream = np.empty(len(deltas) + len(command_at), dtype=np.uint64)
-        stream[command_at] = (per_feature_points.astype(np.uint64) << np.uint64(3)) | np.uint64(_MOVE_TO)
-        mask = np.ones(len(stream), dtype=bool)
-        mask[command_at] = False
-        stream[mask] = deltas
+        coords, feature = shapely.get_coordinates(geoms, return_index=True)
+        if not len(coords):
+            return nothing
+        coords = np.rint((coords - origin) / scale).astype(np.int64)
         sizes = np.zeros(n, dtype=np.int64)
-        sizes[path_feature[first_path_of_feature]] = 1 + 2 * per_feature_points
-        return stream, sizes
-
-    # per path: MoveTo(1) x y LineTo(n-1) (x y)*(n-1) [ClosePath]
-    sizes_path = 2 + 2 * counts + closed
-    starts = _starts(sizes_path)
-    stream = np.empty(len(deltas) + 2 * len(counts) + int(closed.sum()), dtype=np.uint64)
-    stream[starts] = (1 << 3) | _MOVE_TO
-    stream[starts + 3] = ((counts - 1).astype(np.uint64) << np.uint64(3)) | np.uint64(_LINE_TO)
-    close_at = (starts + sizes_path - 1)[closed]
-    stream[close_at] = (1 << 3) | _CLOSE_PATH
-    mask = np.ones(len(stream), dtype=bool)
-    mask[starts] = False
-    mask[starts + 3] = False
-    mask[close_at] = False
-    stream[mask] = deltas
-    sizes = np.bincount(path_feature, weights=sizes_path, minlength=n).astype(np.int64)
-    return stream, sizes
-
-
-def _geometry_bytes(geoms: np.ndarray, family: int, west: float, north: float,
-                    unit: float) -> tuple[np.ndarray, np.ndarray]:
-    """Every feature's packed geometry command integers, concatenated, and each one's byte count."""
-    stream, sizes = _geometry_streams(geoms, family, west, north, unit)
-    stream_bytes, stream_lengths = _varints(stream)
-    byte_ends = np.concatenate([[0], np.cumsum(stream_lengths)])[np.cumsum(sizes)]
-    return stream_bytes, np.diff(byte_ends, prepend=0)
+        if (types == 0).all():
+            # MoveTo(1) x y per point
+            stream = np.empty((len(coords), 3), dtype=np.int64)
+            stream[:, 0] = _MOVE_TO_ONE
+            stream[:, 1:] = _zigzag(coords)
+            stream = stream.ravel()
+            sizes[feature] = 3
+        else:
+            # MoveTo(k) and k points per feature, the cursor carrying from point to point
+            first = np.ones(len(feature), dtype=bool)
+            first[1:] = feature[1:] != feature[:-1]
+            previous = np.empty_like(coords)
+            previous[1:] = coords[:-1]
+            previous[first] = 0
+            first_at = first.nonzero()[0]
+            points = np.diff(np.append(first_at, len(coords)))
+            command_at = 2 * first_at + np.arange(len(first_at))
+            stream = np.empty(2 * len(coords) + len(first_at), dtype=np.int64)
+            stream[command_at] = (points << 3) | 1
+            mask = np.ones(len(stream), dtype=bool)
+            mask[command_at] = False
+            stream[mask] = _zigzag(coords - previous).ravel()
+            sizes[feature[first]] = 1 + 2 * points
+    else:
+        closed = family == POLYGON
+        multipart = (types == (6 if closed else 5)).any()
+        path_feature = None  # one path per feature, the feature's own position
+        if closed:
+            geoms = shapely.set_coordinates(geoms.copy(), np.rint((shapely.get_coordinates(geoms) - origin) / scale))
+            geoms = shapely.orient_polygons(geoms, exterior_cw=False)
+            if not multipart and not shapely.get_num_interior_rings(geoms).any():
+                coords, coord_path = shapely.get_coordinates(geoms, return_index=True)
+            else:
+                parts, part_feature = shapely.get_parts(geoms, return_index=True)
+                rings, ring_part = shapely.get_rings(parts, return_index=True)
+                coords, coord_path = shapely.get_coordinates(rings, return_index=True)
+                path_feature = part_feature[ring_part]
+        else:
+            if not multipart:
+                coords, coord_path = shapely.get_coordinates(geoms, return_index=True)
+            else:
+                parts, path_feature = shapely.get_parts(geoms, return_index=True)
+                coords, coord_path = shapely.get_coordinates(parts, return_index=True)
+            coords = np.rint((coords - origin) / scale)
+        if not len(coords):
+            return nothing
+        coords = coords.astype(np.int64)
+        paths = n if path_feature is None else len(path_feature)
+        keep = np.ones(len(coords), dtype=bool)
+        if closed:
+            keep[_running_total(np.bincount(coord_path, minlength=paths)) - 1] = False  # ClosePath's job
+        repeated = coords[1:] == coords[:-1]
+        keep[1:] &= ~(repeated[:, 0] & repeated[:, 1] & (coord_path[1:] == coord_path[:-1]))
+        coords, coord_path = coords[keep], coord_path[keep]
+        counts = np.bincount(coord_path, minlength=paths)
+        usable = counts >= (3 if closed else 2)
+        one_path_each = path_feature is None
+        if not usable.all():
+            coords = coords[usable[coord_path]]
+            counts = counts[usable]
+            path_feature = usable.nonzero()[0] if one_path_each else path_feature[usable]
+        if not len(counts):
+            return nothing
+        # every feature starts its cursor at (0, 0); within a feature it carries from path to path
+        path_first = _starts(counts)
+        previous = np.empty_like(coords)
+        previous[1:] = coords[:-1]
+        if one_path_each:
+            previous[path_first] = 0
+        else:
+            feature_first = np.ones(len(counts), dtype=bool)
+            feature_first[1:] = path_feature[1:] != path_feature[:-1]
+            previous[path_first[feature_first]] = 0
+        # per path: MoveTo(1) x y LineTo(k-1) (x y)*(k-1) [ClosePath]
+        per_path = 2 * counts + (3 if closed else 2)
+        path_at = _starts(per_path)
+        stream = np.empty(int(path_at[-1] + per_path[-1]), dtype=np.int64)
+        mask = np.ones(len(stream), dtype=bool)
+        stream[path_at] = _MOVE_TO_ONE
+        stream[path_at + 3] = ((counts - 1) << 3) | _LINE_TO
+        mask[path_at] = False
+        mask[path_at + 3] = False
+        if closed:
+            close_at = path_at + per_path - 1
+            stream[close_at] = _CLOSE_PATH_ONE
+            mask[close_at] = False
+        stream[mask] = _zigzag(coords - previous).ravel()
+        if path_feature is None:
+            sizes = per_path
+        elif one_path_each:
+            sizes = np.zeros(n, dtype=np.int64)
+            sizes[path_feature] = per_path
+        else:
+            sizes = np.bincount(path_feature, weights=per_path, minlength=n).astype(np.int64)
+    lengths = _varint_lengths(stream)
+    byte_at = _offsets(lengths)[_offsets(sizes)]
+    return _varints(stream, lengths), byte_at[1:] - byte_at[:-1]
 
 
 def _value_message(value) -> bytes:
@@ -250,9 +277,24 @@ class _Fields:
         self.buffer = np.frombuffer(b"".join(fields), dtype=np.uint8)
 
     def pick(self, chosen: np.ndarray) -> tuple[bytes, np.ndarray]:
-        """The chosen fields concatenated, and where each one ends in that."""
+        """The chosen fields concatenated, and the offsets of each one in that (0 first)."""
         lengths = self.lengths[chosen]
-        return _gather(self.buffer, self.starts[chosen], lengths).tobytes(), np.cumsum(lengths)
+        return _gather(self.buffer, self.starts[chosen], lengths).tobytes(), _offsets(lengths)
+
+
+def _renumber(ids: np.ndarray, layer_first: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ids (ascending), and each id's rank among them within its layer.
+
+    `layer_first` is, per id, the first stack-wide number of its layer (None: one layer).
+    """
+    ordered = np.sort(ids)
+    distinct = np.ones(len(ordered), dtype=bool)
+    distinct[1:] = ordered[1:] != ordered[:-1]
+    used = ordered[distinct]
+    rank = used.searchsorted(ids)
+    if layer_first is not None:
+        rank -= used.searchsorted(layer_first)
+    return used, rank
 
 
 class LayerStack:
@@ -265,48 +307,49 @@ class LayerStack:
 
     def __init__(self, names: list[str], tables: list[AttributeTable]) -> None:
         self.names = list(names)
-        sizes = [len(t.codes) for t in tables]
-        self.row_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.key_offsets = np.concatenate([[0], np.cumsum([len(t.keys) for t in tables])]).astype(np.int64)
-        self.value_offsets = np.concatenate([[0], np.cumsum([len(t.values) for t in tables])]).astype(np.int64)
+        self.row_offsets = _offsets(np.array([len(t.codes) for t in tables], dtype=np.int64))
+        self.key_offsets = _offsets(np.array([len(t.keys) for t in tables], dtype=np.int64))
+        self.value_offsets = _offsets(np.array([len(t.values) for t in tables], dtype=np.int64))
         self.headers = [_field(15, 0) + _varint(2) + _bytes_field(1, name.encode("utf-8")) for name in names]
         self.keys = _Fields([_bytes_field(3, k.encode("utf-8")) for t in tables for k in t.keys])
         self.values = _Fields([_bytes_field(4, v) for t in tables for v in t.values])
-        # every row's (key, value) pairs in key order, with stack-wide numbers
-        counts, tag_keys, tag_values = [], [], []
-        for table, key_offset, value_offset in zip(tables, self.key_offsets, self.value_offsets):
+        # every row's (key, value) pairs in key order, numbered stack-wide, and the first
+        # numbers of the pair's layer (for renumbering within the layer)
+        counts, keys, values, key_first, value_first = [], [], [], [], []
+        for layer, table in enumerate(tables):
             present = table.codes >= 0
             counts.append(present.sum(axis=1))
-            tag_keys.append(np.nonzero(present)[1] + key_offset)
-            tag_values.append(table.codes[present] + value_offset)
-        self.tag_starts = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
-        self.tag_keys = np.concatenate(tag_keys).astype(np.int64)
-        self.tag_values = np.concatenate(tag_values).astype(np.int64)
+            keys.append(present.nonzero()[1] + self.key_offsets[layer])
+            values.append(table.codes[present] + self.value_offsets[layer])
+            key_first.append(np.full(len(keys[-1]), self.key_offsets[layer]))
+            value_first.append(np.full(len(keys[-1]), self.value_offsets[layer]))
+        join = lambda parts: np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)  # noqa: E731
+        self.tag_offsets = _offsets(join(counts))
+        self.tag_keys, self.tag_values = join(keys), join(values)
+        self.tag_key_first, self.tag_value_first = join(key_first), join(value_first)
 
     def __len__(self) -> int:
         return int(self.row_offsets[-1])
 
-    def _tags(self, rows: np.ndarray, layer_of: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _tags(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The keys and values the rows use, and each row's packed tag integers.
 
         Returns the used keys and values (stack-wide numbers, ascending) and the rows' tag
         bytes (concatenated, with each row's byte count), with keys and values renumbered
         from 0 within each layer.
         """
-        counts = self.tag_starts[rows + 1] - self.tag_starts[rows]
-        pairs = _ranges(self.tag_starts[rows], counts)
-        pair_layer = np.repeat(layer_of, counts)
-        numbered = []
-        for ids, offsets, total in ((self.tag_keys[pairs], self.key_offsets, len(self.keys.lengths)),
-                                    (self.tag_values[pairs], self.value_offsets, len(self.values.lengths))):
-            used = np.zeros(total, dtype=bool)
-            used[ids] = True
-            used_before = np.concatenate([[0], np.cumsum(used)])  # used_before[i]: used ones below i
-            numbered.append((used_before[ids] - used_before[offsets[pair_layer]], np.flatnonzero(used)))
-        (key_ids, used_keys), (value_ids, used_values) = numbered
-        encoded, lengths = _varints(np.column_stack([key_ids, value_ids]).ravel())
-        ends = np.concatenate([[0], np.cumsum(lengths)])[2 * np.cumsum(counts)]
-        return used_keys, used_values, encoded, np.diff(ends, prepend=0)
+        first = self.tag_offsets[rows]
+        counts = self.tag_offsets[rows + 1] - first
+        pairs = _ranges(first, counts)
+        if not len(pairs):
+            return pairs, pairs, np.zeros(0, dtype=np.uint8), np.zeros(len(rows), dtype=np.int64)
+        one_layer = len(self.names) == 1
+        used_keys, key_ids = _renumber(self.tag_keys[pairs], None if one_layer else self.tag_key_first[pairs])
+        used_values, value_ids = _renumber(self.tag_values[pairs], None if one_layer else self.tag_value_first[pairs])
+        numbers = np.array([key_ids, value_ids]).T.ravel()
+        lengths = _varint_lengths(numbers)
+        byte_at = _offsets(lengths)[2 * _offsets(counts)]
+        return used_keys, used_values, _varints(numbers, lengths), byte_at[1:] - byte_at[:-1]
 
 
 def family_of(geoms: np.ndarray) -> np.ndarray:
@@ -328,85 +371,100 @@ def tile_message(stack: LayerStack, rows: np.ndarray, geoms: np.ndarray, west: f
     feature is left.
     """
     n = len(rows)
-    families = family_of(geoms)
-    # every feature's geometry bytes, in feature order
-    geometry_parts, geometry_lengths = [], np.zeros(n, dtype=np.int64)
-    order = []
-    for family in (POINT, LINESTRING, POLYGON):
-        chosen = np.flatnonzero(families == family)
-        if len(chosen):
-            data, lengths = _geometry_bytes(geoms[chosen], family, west, north, unit)
-            geometry_parts.append(data)
-            geometry_lengths[chosen] = lengths
-            order.append(chosen)
-    present = geometry_lengths > 0  # what is left on the tile grid
-    if not present.any():
+    if not n:
         return b""
-    geometry = np.concatenate(geometry_parts)
-    # starts of each feature's geometry in `geometry`, which is grouped by family
-    grouped = np.concatenate(order)
-    geometry_starts = np.zeros(n, dtype=np.int64)
-    geometry_starts[grouped] = _starts(geometry_lengths[grouped])
+    types = shapely.get_type_id(geoms)
+    families = _FAMILY_OF_TYPE[types + 1]
+    origin, scale = np.array([west, north]), np.array([unit, -unit])
+    per_family = np.bincount(families, minlength=4).tolist()
+    if max(per_family[1:]) == n:
+        geometry, geometry_lengths = _geometry(geoms, types, per_family.index(n, 1), origin, scale)
+        geometry_starts = _starts(geometry_lengths)
+    else:
+        # families mixed (or unknown geometry types): each family's bytes, then where each feature's are
+        pieces, geometry_lengths, order = [], np.zeros(n, dtype=np.int64), []
+        for family in (POINT, LINESTRING, POLYGON):
+            if per_family[family]:
+                chosen = (families == family).nonzero()[0]
+                data, lengths = _geometry(geoms[chosen], types[chosen], family, origin, scale)
+                pieces.append(data)
+                geometry_lengths[chosen] = lengths
+                order.append(chosen)
+        geometry = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint8)
+        grouped = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
+        geometry_starts = np.zeros(n, dtype=np.int64)
+        geometry_starts[grouped] = _starts(geometry_lengths[grouped])
+    present = geometry_lengths > 0  # what is left on the tile grid
+    if not present.all():
+        if not present.any():
+            return b""
+        rows, families = rows[present], families[present]
+        geometry_starts, geometry_lengths = geometry_starts[present], geometry_lengths[present]
 
-    rows = rows[present]
-    layer_of = np.searchsorted(stack.row_offsets, rows, side="right") - 1
-    used_keys, used_values, tag_bytes, tag_lengths = stack._tags(rows, layer_of)
-    features, feature_ends = _features(rows - stack.row_offsets[layer_of] + 1, families[present],
-                                       tag_bytes, tag_lengths, geometry, geometry_starts[present],
-                                       geometry_lengths[present])
+    used_keys, used_values, tag_bytes, tag_lengths = stack._tags(rows)
+    keys, key_at = stack.keys.pick(used_keys)
+    values, value_at = stack.values.pick(used_values)
+    extent_field = _field(5, 0) + _varint(extent)
+    if len(stack.names) == 1:
+        features, _ = _features(rows + 1, families, tag_bytes, tag_lengths, geometry, geometry_starts,
+                                geometry_lengths)
+        return _layer_field(b"".join((stack.headers[0], features, keys, values, extent_field)))
+    layer_of = stack.row_offsets.searchsorted(rows, side="right") - 1
+    features, feature_at = _features(rows - stack.row_offsets[layer_of] + 1, families, tag_bytes, tag_lengths,
+                                     geometry, geometry_starts, geometry_lengths)
     # each layer's features, keys and values are consecutive runs of what was encoded
     layers = np.arange(len(stack.names) + 1)
-    feature_cuts = np.concatenate([[0], feature_ends])[np.searchsorted(layer_of, layers)].tolist()
-    keys, key_ends = stack.keys.pick(used_keys)
-    key_cuts = np.concatenate([[0], key_ends])[np.searchsorted(used_keys, stack.key_offsets)].tolist()
-    values, value_ends = stack.values.pick(used_values)
-    value_cuts = np.concatenate([[0], value_ends])[np.searchsorted(used_values, stack.value_offsets)].tolist()
-    extent_field = _field(5, 0) + _varint(extent)
-    tile = bytearray()
+    feature_cuts = feature_at[layer_of.searchsorted(layers)].tolist()
+    key_cuts = key_at[used_keys.searchsorted(stack.key_offsets)].tolist()
+    value_cuts = value_at[used_values.searchsorted(stack.value_offsets)].tolist()
+    tile = []
     for layer in np.unique(layer_of).tolist():
-        body = b"".join((stack.headers[layer], features[feature_cuts[layer]:feature_cuts[layer + 1]],
-                         keys[key_cuts[layer]:key_cuts[layer + 1]],
-                         values[value_cuts[layer]:value_cuts[layer + 1]], extent_field))
-        tile += _field(3, 2) + _varint(len(body)) + body
-    return bytes(tile)
+        tile.append(_layer_field(b"".join((
+            stack.headers[layer], features[feature_cuts[layer]:feature_cuts[layer + 1]],
+            keys[key_cuts[layer]:key_cuts[layer + 1]], values[value_cuts[layer]:value_cuts[layer + 1]],
+            extent_field))))
+    return b"".join(tile)
 
 
-_CONSTANTS = np.frombuffer(bytes([0x12, 0x08, 0x18, 0x22, 0x00, POINT, LINESTRING, POLYGON]), dtype=np.uint8)
-_FEATURE_TAG, _ID_TAG, _TYPE_TAG, _GEOMETRY_TAG = 0, 1, 2, 3  # positions in _CONSTANTS
+def _layer_field(layer: bytes) -> bytes:
+    """A Layer message as the `layers` field of a Tile."""
+    return b"\x1a" + _varint(len(layer)) + layer
+
+
+# 0x12: a Feature (in a Layer) and its tags (in a Feature); 0x08 its id; 0x18 type 0x22: its type and geometry
+_CONSTANTS = np.frombuffer(bytes([0x12, 0x08, 0x18, POINT, 0x22, 0x18, LINESTRING, 0x22, 0x18, POLYGON, 0x22]),
+                           dtype=np.uint8)
 
 
 def _features(ids: np.ndarray, families: np.ndarray, tag_bytes: np.ndarray, tag_lengths: np.ndarray,
               geometry: np.ndarray, geometry_starts: np.ndarray, geometry_lengths: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """Every `features` field of a layer's Feature messages, assembled with array gathers, and where each ends.
+    """Layers' `features` fields, every Feature message assembled with array gathers, and the
+    offsets of each one in them (0 first).
 
     Per feature: 0x12 len(body) | body = 0x08 id [0x12 len(tags) tags] 0x18 type 0x22 len(geom) geom.
     """
     n = len(ids)
-    tag_starts = _starts(tag_lengths)
-    id_bytes, id_lengths = _varints(ids)
-    tag_len_bytes, tag_len_lengths = _varints(tag_lengths)
-    geom_len_bytes, geom_len_lengths = _varints(geometry_lengths)
     has_tags = tag_lengths > 0
-    body = (1 + id_lengths + np.where(has_tags, 1 + tag_len_lengths + tag_lengths, 0)
-            + 2 + 1 + geom_len_lengths + geometry_lengths)
-    body_len_bytes, body_len_lengths = _varints(body)
-    # one buffer holding every source, and where each source begins in it
-    sources = [_CONSTANTS, body_len_bytes, id_bytes, tag_len_bytes, tag_bytes, geom_len_bytes, geometry]
-    base = np.cumsum([0] + [len(b) for b in sources[:-1]])
-    buffer = np.concatenate(sources)
-
-    def at(source: int, lengths: np.ndarray) -> np.ndarray:
-        return base[source] + _starts(lengths)
-
-    constant = lambda k: np.full(n, base[0] + k)  # noqa: E731
-    one = np.ones(n, dtype=np.int64)
-    starts = np.column_stack([
-        constant(_FEATURE_TAG), at(1, body_len_lengths), constant(_ID_TAG), at(2, id_lengths),
-        constant(_FEATURE_TAG), at(3, tag_len_lengths), base[4] + tag_starts,
-        constant(_TYPE_TAG), base[0] + 4 + families, constant(_GEOMETRY_TAG), at(5, geom_len_lengths),
-        base[6] + geometry_starts])
-    lengths = np.column_stack([
-        one, body_len_lengths, one, id_lengths,
-        has_tags.astype(np.int64), np.where(has_tags, tag_len_lengths, 0), tag_lengths,
-        one, one, one, geom_len_lengths, geometry_lengths])
-    return _gather(buffer, starts.ravel(), lengths.ravel()).tobytes(), np.cumsum(1 + body_len_lengths + body)
+    id_lengths, tag_len_lengths, geom_len_lengths = (_varint_lengths(v) for v in (ids, tag_lengths, geometry_lengths))
+    body = id_lengths + has_tags * (1 + tag_len_lengths) + tag_lengths + geom_len_lengths + geometry_lengths + 4
+    body_len_lengths = _varint_lengths(body)
+    # the varints of every feature's body length, id, tags' length and geometry's length, in one pass
+    number_lengths = np.array([body_len_lengths, id_lengths, tag_len_lengths, geom_len_lengths])
+    numbers = _varints(np.array([body, ids, tag_lengths, geometry_lengths]).T.ravel(), number_lengths.T.ravel())
+    number_at = (_starts(number_lengths.T.ravel()) + len(_CONSTANTS)).reshape(n, 4).T
+    # one buffer holding every source: constants, the varints, the tags, the geometries
+    tags_at = len(_CONSTANTS) + len(numbers)
+    buffer = np.concatenate([_CONSTANTS, numbers, tag_bytes, geometry])
+    starts = np.empty((10, n), dtype=np.int64)
+    lengths = np.empty((10, n), dtype=np.int64)
+    starts[0], lengths[0] = 0, 1  # 0x12
+    starts[1], lengths[1] = number_at[0], body_len_lengths
+    starts[2], lengths[2] = 1, 1  # 0x08
+    starts[3], lengths[3] = number_at[1], id_lengths
+    starts[4], lengths[4] = 0, has_tags  # 0x12
+    starts[5], lengths[5] = number_at[2], tag_len_lengths * has_tags
+    starts[6], lengths[6] = tags_at + _starts(tag_lengths), tag_lengths
+    starts[7], lengths[7] = 3 * families - 1, 3  # 0x18 type 0x22
+    starts[8], lengths[8] = number_at[3], geom_len_lengths
+    starts[9], lengths[9] = tags_at + len(tag_bytes) + geometry_starts, geometry_lengths
+    return _gather(buffer, starts.T.ravel(), lengths.T.ravel()).tobytes(), _offsets(1 + body_len_lengths + body)
