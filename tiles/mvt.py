@@ -32,24 +32,36 @@ _MOVE_TO_ONE, _LINE_TO, _CLOSE_PATH_ONE = (1 << 3) | 1, 2, (1 << 3) | 7
 # a varint of k bytes holds values below 2 ** (7 * k); the values here are int64, below 2 ** 63
 _VARINT_LIMITS = np.array([1 << (7 * k) for k in range(1, 9)], dtype=np.int64)
 _VARINT_SHIFTS = np.arange(0, 63, 7, dtype=np.int64)
-_VARINT_BYTE = np.arange(9)
+_VARINT_BYTE_THERE = np.array([0] + [1] * 8, dtype=np.int64)  # byte 0 always, byte k when v >> 7k >= 1
 _running_total = np.add.accumulate
 
 
 def _varint_lengths(values: np.ndarray) -> np.ndarray:
     """How many bytes the varint of each value takes (values non-negative int64)."""
-    return _VARINT_LIMITS.searchsorted(values, side="right") + 1
+    if len(values) < 256:
+        return _VARINT_LIMITS.searchsorted(values, side="right") + 1
+    # a binary search per value costs more than a few comparisons over long arrays
+    lengths = (values >= _VARINT_LIMITS[0]).astype(np.int64) + 1
+    top = int(values.max())
+    for limit in _VARINT_LIMITS[1:].tolist():
+        if top < limit:
+            break
+        lengths += values >= limit
+    return lengths
 
 
-def _varints(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The varint bytes of many values (non-negative int64), concatenated, given their `_varint_lengths`."""
-    width = int(lengths.max()) if len(lengths) else 1
+def _varints(values: np.ndarray) -> np.ndarray:
+    """The varint bytes of many values (non-negative int64), concatenated."""
+    if not len(values):
+        return np.zeros(0, dtype=np.uint8)
+    width = max(1, (int(values.max()).bit_length() + 6) // 7)
     if width == 1:
         return values.astype(np.uint8)
-    groups = ((values[:, None] >> _VARINT_SHIFTS[:width]) & 0x7F).astype(np.uint8)
-    byte = _VARINT_BYTE[:width]
-    groups |= (byte < (lengths - 1)[:, None]).view(np.uint8) << 7  # the continuation bit
-    return groups[byte < lengths[:, None]]
+    # byte k of a value holds bits 7k.. (v >> 7k), is there while those are not all 0,
+    # and has the continuation bit while v >> 7k needs more than 7 bits
+    shifted = values[:, None] >> _VARINT_SHIFTS[:width]
+    groups = (shifted.astype(np.uint8) & 0x7F) | ((shifted > 0x7F).view(np.uint8) << 7)
+    return groups[shifted >= _VARINT_BYTE_THERE[:width]]
 
 
 def _varint(value: int) -> bytes:
@@ -102,17 +114,17 @@ def _gather(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.n
 
 def _geometry(geoms: np.ndarray, types: np.ndarray, family: int, origin: np.ndarray,
               scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every feature's packed geometry command integers, concatenated, and each one's byte count.
+    """Every feature's geometry command integers, concatenated, and how many each has.
 
     The coordinates are put on the grid, (c - origin) / scale rounded. Consecutive repeated
     points (what snapping leaves) are dropped, and so are rings left with fewer than three
-    points and lines with fewer than two; a feature with nothing left has no bytes.
+    points and lines with fewer than two; a feature with nothing left has no integers.
     Polygons are oriented on the grid (snapping can flip a thin ring): exterior rings with
     positive area in tile coordinates (clockwise on screen, y down), as MVT 2.1 wants;
     holes the other way.
     """
     n = len(geoms)
-    nothing = np.zeros(0, dtype=np.uint8), np.zeros(n, dtype=np.int64)
+    nothing = np.zeros(0, dtype=np.int64), np.zeros(n, dtype=np.int64)
     if family == POINT:
         coords, feature = shapely.get_coordinates(geoms, return_index=True)
         if not len(coords):
@@ -213,9 +225,7 @@ def _geometry(geoms: np.ndarray, types: np.ndarray, family: int, origin: np.ndar
             sizes[path_feature] = per_path
         else:
             sizes = np.bincount(path_feature, weights=per_path, minlength=n).astype(np.int64)
-    lengths = _varint_lengths(stream)
-    byte_at = _offsets(lengths)[_offsets(sizes)]
-    return _varints(stream, lengths), byte_at[1:] - byte_at[:-1]
+    return stream, sizes
 
 
 def _value_message(value) -> bytes:
@@ -274,12 +284,21 @@ class _Fields:
     def __init__(self, fields: list[bytes]) -> None:
         self.lengths = np.array([len(f) for f in fields], dtype=np.int64)
         self.starts = _starts(self.lengths)
-        self.buffer = np.frombuffer(b"".join(fields), dtype=np.uint8)
+        self.joined = b"".join(fields)
+        self.buffer = np.frombuffer(self.joined, dtype=np.uint8)
 
-    def pick(self, chosen: np.ndarray) -> tuple[bytes, np.ndarray]:
-        """The chosen fields concatenated, and the offsets of each one in that (0 first)."""
-        lengths = self.lengths[chosen]
-        return _gather(self.buffer, self.starts[chosen], lengths).tobytes(), _offsets(lengths)
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def pick(self, chosen: np.ndarray) -> bytes:
+        """The chosen fields (ascending numbers), concatenated."""
+        if len(chosen) == len(self.lengths):
+            return self.joined
+        return _gather(self.buffer, self.starts[chosen], self.lengths[chosen]).tobytes()
+
+    def cuts(self, chosen: np.ndarray, firsts: np.ndarray) -> list[int]:
+        """Where, in `pick(chosen)`, the fields numbered from each of `firsts` on begin."""
+        return _offsets(self.lengths[chosen])[chosen.searchsorted(firsts)].tolist()
 
 
 def _renumber(ids: np.ndarray, layer_first: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -331,25 +350,26 @@ class LayerStack:
     def __len__(self) -> int:
         return int(self.row_offsets[-1])
 
-    def _tags(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The keys and values the rows use, and each row's packed tag integers.
+    def _tags(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The keys and values the rows use, and each row's tag integers.
 
-        Returns the used keys and values (stack-wide numbers, ascending) and the rows' tag
-        bytes (concatenated, with each row's byte count), with keys and values renumbered
-        from 0 within each layer.
+        Returns the used keys and values (stack-wide numbers, ascending), the rows' tag
+        integers (key, value pairs renumbered from 0 within each layer, concatenated) and
+        per row how many integers and how many varint bytes it has.
         """
         first = self.tag_offsets[rows]
         counts = self.tag_offsets[rows + 1] - first
         pairs = _ranges(first, counts)
         if not len(pairs):
-            return pairs, pairs, np.zeros(0, dtype=np.uint8), np.zeros(len(rows), dtype=np.int64)
+            none = np.zeros(len(rows), dtype=np.int64)
+            return pairs, pairs, pairs, none, none
         one_layer = len(self.names) == 1
         used_keys, key_ids = _renumber(self.tag_keys[pairs], None if one_layer else self.tag_key_first[pairs])
         used_values, value_ids = _renumber(self.tag_values[pairs], None if one_layer else self.tag_value_first[pairs])
         numbers = np.array([key_ids, value_ids]).T.ravel()
         lengths = _varint_lengths(numbers)
         byte_at = _offsets(lengths)[2 * _offsets(counts)]
-        return used_keys, used_values, _varints(numbers, lengths), byte_at[1:] - byte_at[:-1]
+        return used_keys, used_values, numbers, 2 * counts, byte_at[1:] - byte_at[:-1]
 
 
 def family_of(geoms: np.ndarray) -> np.ndarray:
@@ -378,45 +398,43 @@ def tile_message(stack: LayerStack, rows: np.ndarray, geoms: np.ndarray, west: f
     origin, scale = np.array([west, north]), np.array([unit, -unit])
     per_family = np.bincount(families, minlength=4).tolist()
     if max(per_family[1:]) == n:
-        geometry, geometry_lengths = _geometry(geoms, types, per_family.index(n, 1), origin, scale)
-        geometry_starts = _starts(geometry_lengths)
+        geometry, geometry_counts = _geometry(geoms, types, per_family.index(n, 1), origin, scale)
     else:
-        # families mixed (or unknown geometry types): each family's bytes, then where each feature's are
-        pieces, geometry_lengths, order = [], np.zeros(n, dtype=np.int64), []
+        # families mixed (or unknown geometry types): each family's integers, then in feature order
+        pieces, geometry_counts, order = [], np.zeros(n, dtype=np.int64), []
         for family in (POINT, LINESTRING, POLYGON):
             if per_family[family]:
                 chosen = (families == family).nonzero()[0]
-                data, lengths = _geometry(geoms[chosen], types[chosen], family, origin, scale)
-                pieces.append(data)
-                geometry_lengths[chosen] = lengths
+                stream, counts = _geometry(geoms[chosen], types[chosen], family, origin, scale)
+                pieces.append(stream)
+                geometry_counts[chosen] = counts
                 order.append(chosen)
-        geometry = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint8)
         grouped = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
         geometry_starts = np.zeros(n, dtype=np.int64)
-        geometry_starts[grouped] = _starts(geometry_lengths[grouped])
-    present = geometry_lengths > 0  # what is left on the tile grid
+        geometry_starts[grouped] = _starts(geometry_counts[grouped])
+        geometry = np.concatenate(pieces)[_ranges(geometry_starts, geometry_counts)] if pieces else grouped
+    present = geometry_counts > 0  # what is left on the tile grid
     if not present.all():
         if not present.any():
             return b""
-        rows, families = rows[present], families[present]
-        geometry_starts, geometry_lengths = geometry_starts[present], geometry_lengths[present]
+        rows, families, geometry_counts = rows[present], families[present], geometry_counts[present]
+    byte_at = _offsets(_varint_lengths(geometry))[_offsets(geometry_counts)]
 
-    used_keys, used_values, tag_bytes, tag_lengths = stack._tags(rows)
-    keys, key_at = stack.keys.pick(used_keys)
-    values, value_at = stack.values.pick(used_values)
-    extent_field = _field(5, 0) + _varint(extent)
-    if len(stack.names) == 1:
-        features, _ = _features(rows + 1, families, tag_bytes, tag_lengths, geometry, geometry_starts,
-                                geometry_lengths)
+    used_keys, used_values, tags, tag_counts, tag_lengths = stack._tags(rows)
+    keys, values = stack.keys.pick(used_keys), stack.values.pick(used_values)
+    extent_field = _EXTENT_4096 if extent == 4096 else _field(5, 0) + _varint(extent)
+    one_layer = len(stack.names) == 1
+    layer_of = None if one_layer else stack.row_offsets.searchsorted(rows, side="right") - 1
+    features, bodies = _features(rows + 1 if one_layer else rows - stack.row_offsets[layer_of] + 1, families,
+                                 tags, tag_counts, tag_lengths, geometry, geometry_counts, byte_at[1:] - byte_at[:-1])
+    if one_layer:
         return _layer_field(b"".join((stack.headers[0], features, keys, values, extent_field)))
-    layer_of = stack.row_offsets.searchsorted(rows, side="right") - 1
-    features, feature_at = _features(rows - stack.row_offsets[layer_of] + 1, families, tag_bytes, tag_lengths,
-                                     geometry, geometry_starts, geometry_lengths)
     # each layer's features, keys and values are consecutive runs of what was encoded
+    feature_at = _offsets(1 + _varint_lengths(bodies) + bodies)
     layers = np.arange(len(stack.names) + 1)
     feature_cuts = feature_at[layer_of.searchsorted(layers)].tolist()
-    key_cuts = key_at[used_keys.searchsorted(stack.key_offsets)].tolist()
-    value_cuts = value_at[used_values.searchsorted(stack.value_offsets)].tolist()
+    key_cuts = stack.keys.cuts(used_keys, stack.key_offsets)
+    value_cuts = stack.values.cuts(used_values, stack.value_offsets)
     tile = []
     for layer in np.unique(layer_of).tolist():
         tile.append(_layer_field(b"".join((
@@ -426,45 +444,51 @@ def tile_message(stack: LayerStack, rows: np.ndarray, geoms: np.ndarray, west: f
     return b"".join(tile)
 
 
+_EXTENT_4096 = _field(5, 0) + _varint(4096)
+
+
 def _layer_field(layer: bytes) -> bytes:
     """A Layer message as the `layers` field of a Tile."""
     return b"\x1a" + _varint(len(layer)) + layer
 
 
-# 0x12: a Feature (in a Layer) and its tags (in a Feature); 0x08 its id; 0x18 type 0x22: its type and geometry
-_CONSTANTS = np.frombuffer(bytes([0x12, 0x08, 0x18, POINT, 0x22, 0x18, LINESTRING, 0x22, 0x18, POLYGON, 0x22]),
-                           dtype=np.uint8)
+def _features(ids: np.ndarray, families: np.ndarray, tags: np.ndarray, tag_counts: np.ndarray,
+              tag_lengths: np.ndarray, geometry: np.ndarray, geometry_counts: np.ndarray,
+              geometry_lengths: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """Layers' `features` fields, and the length of each Feature message's body.
 
-
-def _features(ids: np.ndarray, families: np.ndarray, tag_bytes: np.ndarray, tag_lengths: np.ndarray,
-              geometry: np.ndarray, geometry_starts: np.ndarray, geometry_lengths: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """Layers' `features` fields, every Feature message assembled with array gathers, and the
-    offsets of each one in them (0 first).
-
-    Per feature: 0x12 len(body) | body = 0x08 id [0x12 len(tags) tags] 0x18 type 0x22 len(geom) geom.
+    `tags` and `geometry` are the features' integers, concatenated (`*_counts` of them
+    each, `*_lengths` bytes as varints). Per feature:
+    0x12 len(body) | body = 0x08 id [0x12 len(tags) tags] 0x18 type 0x22 len(geometry) geometry.
+    Every one of those bytes is a varint of one byte, so the field is laid out as integers
+    and varint-packed in one pass.
     """
-    n = len(ids)
-    has_tags = tag_lengths > 0
-    id_lengths, tag_len_lengths, geom_len_lengths = (_varint_lengths(v) for v in (ids, tag_lengths, geometry_lengths))
-    body = id_lengths + has_tags * (1 + tag_len_lengths) + tag_lengths + geom_len_lengths + geometry_lengths + 4
-    body_len_lengths = _varint_lengths(body)
-    # the varints of every feature's body length, id, tags' length and geometry's length, in one pass
-    number_lengths = np.array([body_len_lengths, id_lengths, tag_len_lengths, geom_len_lengths])
-    numbers = _varints(np.array([body, ids, tag_lengths, geometry_lengths]).T.ravel(), number_lengths.T.ravel())
-    number_at = (_starts(number_lengths.T.ravel()) + len(_CONSTANTS)).reshape(n, 4).T
-    # one buffer holding every source: constants, the varints, the tags, the geometries
-    tags_at = len(_CONSTANTS) + len(numbers)
-    buffer = np.concatenate([_CONSTANTS, numbers, tag_bytes, geometry])
-    starts = np.empty((10, n), dtype=np.int64)
-    lengths = np.empty((10, n), dtype=np.int64)
-    starts[0], lengths[0] = 0, 1  # 0x12
-    starts[1], lengths[1] = number_at[0], body_len_lengths
-    starts[2], lengths[2] = 1, 1  # 0x08
-    starts[3], lengths[3] = number_at[1], id_lengths
-    starts[4], lengths[4] = 0, has_tags  # 0x12
-    starts[5], lengths[5] = number_at[2], tag_len_lengths * has_tags
-    starts[6], lengths[6] = tags_at + _starts(tag_lengths), tag_lengths
-    starts[7], lengths[7] = 3 * families - 1, 3  # 0x18 type 0x22
-    starts[8], lengths[8] = number_at[3], geom_len_lengths
-    starts[9], lengths[9] = tags_at + len(tag_bytes) + geometry_starts, geometry_lengths
-    return _gather(buffer, starts.T.ravel(), lengths.T.ravel()).tobytes(), _offsets(1 + body_len_lengths + body)
+    has_tags = tag_counts > 0
+    body = (_varint_lengths(ids) + has_tags * (1 + _varint_lengths(tag_lengths)) + tag_lengths
+            + _varint_lengths(geometry_lengths) + geometry_lengths + 4)
+    per_feature = 8 + 2 * has_tags + tag_counts + geometry_counts
+    at = _starts(per_feature)
+    out = np.empty(int(at[-1] + per_feature[-1]), dtype=np.int64)
+    out[at] = 0x12
+    out[at + 1] = body
+    out[at + 2] = 0x08
+    out[at + 3] = ids
+    at = at + 4
+    if has_tags.all():  # the common case: every feature has some attribute
+        out[at] = 0x12
+        out[at + 1] = tag_lengths
+        at = at + 2
+    elif has_tags.any():
+        tagged = at[has_tags]
+        out[tagged] = 0x12
+        out[tagged + 1] = tag_lengths[has_tags]
+        at = at + 2 * has_tags
+    if len(tags):
+        out[_ranges(at, tag_counts)] = tags
+        at = at + tag_counts
+    out[at] = 0x18
+    out[at + 1] = families
+    out[at + 2] = 0x22
+    out[at + 3] = geometry_lengths
+    out[_ranges(at + 4, geometry_counts)] = geometry
+    return _varints(out).tobytes(), body

@@ -41,16 +41,14 @@ class TileService:
         cached = self.cache.get(key, versions, lambda: tile_bounds_in(self.view.city.crs, z, x, y))
         if cached is not None:
             return cached
-        stacked = self._vector_layers(tileset, layers)
+        stacked = self._vector_layers(tileset, layers, versions)
         return self.cache.put(key, stacked.tile(z, x, y), stacked.versions)
 
-    def _vector_layers(self, tileset: str, layers: list[str]) -> VectorLayers:
-        """The tileset's layers stacked for tiles, restacked when one of them changed version."""
-        snapshots = [self.view.snapshot(name) for name in layers]
+    def _vector_layers(self, tileset: str, layers: list[str], versions: dict[str, int]) -> VectorLayers:
+        """The tileset's layers stacked for tiles, restacked when the catalogue has another version of one."""
         stacked = self._stacked.get(tileset)
-        if (stacked is None or len(stacked.snapshots) != len(snapshots)
-                or any(old is not new for old, new in zip(stacked.snapshots, snapshots))):
-            stacked = VectorLayers(snapshots)
+        if stacked is None or stacked.versions != versions or stacked.stack.names != layers:
+            stacked = VectorLayers([self.view.snapshot(name) for name in layers])
             self._stacked[tileset] = stacked
         return stacked
 
