@@ -1,0 +1,98 @@
+"""The MVT encoder on its own: varints, stacked layers, geometry on the tile grid, read back with mapbox-vector-tile."""
+
+from __future__ import annotations
+
+import mapbox_vector_tile
+import numpy as np
+import pytest
+import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tiles.mvt import LayerStack, _varint, _varint_lengths, _varints, attribute_table, tile_message
+
+EXTENT = 4096
+
+# tile coordinates, y up as mapbox-vector-tile decodes them: the grid starts at (0, EXTENT), one unit a cell
+GEOMETRIES = {
+    "point": shapely.Point(10, 20),
+    "multipoint": shapely.MultiPoint([(5, 5), (6, 7), (4000, 30)]),
+    "line": shapely.LineString([(0, 0), (100, 50), (4096, 4096)]),
+    "multiline": shapely.MultiLineString([[(1, 1), (2, 9)], [(30, 30), (60, 10), (90, 90)]]),
+    "polygon": shapely.Polygon([(10, 10), (100, 10), (100, 100), (10, 100)]),
+    "polygon with a hole": shapely.Polygon([(10, 10), (100, 10), (100, 100), (10, 100)],
+                                           [[(20, 20), (20, 40), (40, 40), (40, 20)]]),
+    "multipolygon": shapely.MultiPolygon([shapely.box(0, 0, 50, 50), shapely.box(200, 200, 300, 260)]),
+    "clockwise polygon": shapely.Polygon([(10, 10), (10, 100), (100, 100), (100, 10)]),
+}
+
+
+def _table(columns: dict[str, list]):
+    n = len(next(iter(columns.values())))
+    return attribute_table({k: np.array(v, dtype=object) for k, v in columns.items()}, n)
+
+
+def _encode(layers: list[tuple[str, list[shapely.Geometry], dict[str, list]]]) -> bytes:
+    """A tile of whole layers on the grid of GEOMETRIES."""
+    stack = LayerStack([name for name, _, _ in layers], [_table(columns) for _, _, columns in layers])
+    geoms = np.array([g for _, layer_geoms, _ in layers for g in layer_geoms], dtype=object)
+    return tile_message(stack, np.arange(len(geoms)), geoms, 0.0, float(EXTENT), 1.0, extent=EXTENT)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=2**63 - 1) | st.integers(min_value=0, max_value=300),
+                max_size=600))
+def test_varints_are_the_protobuf_encoding_of_each_value(values):
+    array = np.array(values, dtype=np.int64)
+    assert _varints(array).tobytes() == b"".join(_varint(v) for v in values)
+    assert _varint_lengths(array).tolist() == [len(_varint(v)) for v in values]
+
+
+@pytest.mark.parametrize("kind", sorted(GEOMETRIES))
+def test_a_feature_decodes_to_its_geometry(kind):
+    geometry = GEOMETRIES[kind]
+    layers = mapbox_vector_tile.decode(_encode([("things", [geometry], {"name": [kind]})]))
+    (feature,) = layers["things"]["features"]
+    assert feature["properties"] == {"name": kind}
+    assert feature["id"] == 1
+    assert shapely.geometry.shape(feature["geometry"]).normalize().equals(geometry.normalize())
+
+
+def test_polygon_rings_are_wound_as_mvt_wants_whatever_their_input_order():
+    # MVT 2.1: in tile coordinates (y down) an exterior ring has positive area by the surveyor's
+    # formula (clockwise on screen), a hole negative; shapely's is_ccw is that sign
+    layers = mapbox_vector_tile.decode(_encode([("areas", [GEOMETRIES["clockwise polygon"],
+                                                           GEOMETRIES["polygon with a hole"]], {"n": [1, 2]})]),
+                                       default_options={"y_coord_down": True})
+    for feature in layers["areas"]["features"]:
+        exterior, *holes = (shapely.LinearRing(ring) for ring in feature["geometry"]["coordinates"])
+        assert exterior.is_ccw
+        assert holes == [] or not any(hole.is_ccw for hole in holes)
+
+
+def test_a_tile_of_stacked_layers_decodes_like_each_layer_alone():
+    layers = [
+        ("points", [GEOMETRIES["point"], GEOMETRIES["multipoint"]], {"uid": ["p1", "p2"], "kind": ["lamp", None]}),
+        ("lines", [GEOMETRIES["line"], GEOMETRIES["multiline"]], {"uid": ["l1", "l2"], "d": [300, 300.5]}),
+        ("empty", [shapely.Polygon()], {"uid": ["e1"]}),
+        ("areas", [GEOMETRIES["polygon with a hole"], GEOMETRIES["multipolygon"]],
+         {"uid": ["a1", "p1"], "smart": [True, False], "kind": ["lamp", "park"]}),
+    ]
+    together = mapbox_vector_tile.decode(_encode(layers))
+    alone = {}
+    for layer in layers:
+        alone.update(mapbox_vector_tile.decode(_encode([layer])))
+    assert together == alone
+    assert list(together) == ["points", "lines", "areas"]  # a layer with nothing on the grid is left out
+    assert together["areas"]["features"][1]["properties"] == {"uid": "p1", "smart": False, "kind": "park"}
+
+
+def test_features_that_collapse_on_the_grid_leave_out_their_values_too():
+    sliver = shapely.Polygon([(10, 10), (10.2, 10), (10.2, 10.3), (10, 10)])  # inside one grid cell
+    tile = _encode([("areas", [GEOMETRIES["polygon"], sliver], {"uid": ["kept", "only-the-sliver"]})])
+    assert [f["properties"] for f in mapbox_vector_tile.decode(tile)["areas"]["features"]] == [{"uid": "kept"}]
+    assert b"only-the-sliver" not in tile
+
+
+def test_a_tile_with_nothing_left_on_the_grid_is_empty():
+    assert _encode([("areas", [shapely.Polygon([(10, 10), (10.2, 10), (10.2, 10.3), (10, 10)])], {"uid": ["x"]})]) == b""
