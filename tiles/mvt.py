@@ -29,8 +29,9 @@ __all__ = ["AttributeTable", "attribute_table", "LayerStack", "tile_message", "f
 POINT, LINESTRING, POLYGON = 1, 2, 3
 # command integers are (count << 3) | id: MoveTo is 1, LineTo 2, ClosePath 7
 _MOVE_TO_ONE, _LINE_TO, _CLOSE_PATH_ONE = (1 << 3) | 1, 2, (1 << 3) | 7
-# a varint of k bytes holds values below 2 ** (7 * k); the values here are int64, below 2 ** 63
-_VARINT_LIMITS = np.array([1 << (7 * k) for k in range(1, 9)], dtype=np.int64)
+# a varint of k bytes holds values below 2 ** (7 * k); the values here are int64, below 2 ** 63.
+# With 0 first, how many limits a value reaches is its varint's length.
+_VARINT_LIMITS = np.array([0] + [1 << (7 * k) for k in range(1, 9)], dtype=np.int64)
 _VARINT_SHIFTS = np.arange(0, 63, 7, dtype=np.int64)
 _VARINT_BYTE_THERE = np.array([0] + [1] * 8, dtype=np.int64)  # byte 0 always, byte k when v >> 7k >= 1
 _running_total = np.add.accumulate
@@ -39,11 +40,11 @@ _running_total = np.add.accumulate
 def _varint_lengths(values: np.ndarray) -> np.ndarray:
     """How many bytes the varint of each value takes (values non-negative int64)."""
     if len(values) < 256:
-        return _VARINT_LIMITS.searchsorted(values, side="right") + 1
+        return _VARINT_LIMITS.searchsorted(values, side="right")
     # a binary search per value costs more than a few comparisons over long arrays
-    lengths = (values >= _VARINT_LIMITS[0]).astype(np.int64) + 1
+    lengths = (values >= _VARINT_LIMITS[1]).astype(np.int64) + 1
     top = int(values.max())
-    for limit in _VARINT_LIMITS[1:].tolist():
+    for limit in _VARINT_LIMITS[2:].tolist():
         if top < limit:
             break
         lengths += values >= limit
@@ -316,6 +317,17 @@ def _renumber(ids: np.ndarray, layer_first: np.ndarray | None) -> tuple[np.ndarr
     return used, rank
 
 
+def _renumber_few(ids: np.ndarray, total: int, layer_first: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """`_renumber` for ids below a small `total` (keys): a count per id instead of a sort."""
+    used = np.bincount(ids, minlength=total).nonzero()[0]
+    if len(used) == total and layer_first is None:
+        return used, ids
+    rank = used.searchsorted(ids)
+    if layer_first is not None:
+        rank -= used.searchsorted(layer_first)
+    return used, rank
+
+
 class LayerStack:
     """Layers whose features are numbered one after another ("stacked rows"), their names and
     attributes encoded once, so one pass encodes a tile of all of them.
@@ -364,7 +376,8 @@ class LayerStack:
             none = np.zeros(len(rows), dtype=np.int64)
             return pairs, pairs, pairs, none, none
         one_layer = len(self.names) == 1
-        used_keys, key_ids = _renumber(self.tag_keys[pairs], None if one_layer else self.tag_key_first[pairs])
+        used_keys, key_ids = _renumber_few(self.tag_keys[pairs], len(self.keys),
+                                           None if one_layer else self.tag_key_first[pairs])
         used_values, value_ids = _renumber(self.tag_values[pairs], None if one_layer else self.tag_value_first[pairs])
         numbers = np.array([key_ids, value_ids]).T.ravel()
         lengths = _varint_lengths(numbers)
@@ -374,10 +387,12 @@ class LayerStack:
 
 def family_of(geoms: np.ndarray) -> np.ndarray:
     """POINT, LINESTRING or POLYGON for each geometry (multi-parts with their singles; 0 for the rest)."""
-    return _FAMILY_OF_TYPE[shapely.get_type_id(geoms) + 1]
+    return _FAMILY_OF_TYPE[shapely.get_type_id(geoms)]
 
 
-_FAMILY_OF_TYPE = np.array([0, POINT, LINESTRING, LINESTRING, POLYGON, POINT, LINESTRING, POLYGON, 0], dtype=np.int64)
+# by shapely type id: Point, LineString, LinearRing, Polygon, MultiPoint, MultiLineString, MultiPolygon,
+# GeometryCollection (none); a missing geometry (-1) takes the last entry
+_FAMILY_OF_TYPE = np.array([POINT, LINESTRING, LINESTRING, POLYGON, POINT, LINESTRING, POLYGON, 0], dtype=np.int64)
 
 
 def tile_message(stack: LayerStack, rows: np.ndarray, geoms: np.ndarray, west: float, north: float,
@@ -394,7 +409,7 @@ def tile_message(stack: LayerStack, rows: np.ndarray, geoms: np.ndarray, west: f
     if not n:
         return b""
     types = shapely.get_type_id(geoms)
-    families = _FAMILY_OF_TYPE[types + 1]
+    families = _FAMILY_OF_TYPE[types]
     origin, scale = np.array([west, north]), np.array([unit, -unit])
     per_family = np.bincount(families, minlength=4).tolist()
     if max(per_family[1:]) == n:
