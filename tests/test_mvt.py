@@ -6,10 +6,10 @@ import mapbox_vector_tile
 import numpy as np
 import pytest
 import shapely
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tiles.mvt import LayerStack, _varint, _varint_lengths, _varints, attribute_table, tile_message
+from tiles.mvt import LayerStack, _oriented, _varint, _varint_lengths, _varints, attribute_table, tile_message
 
 EXTENT = 4096
 
@@ -68,6 +68,35 @@ def test_polygon_rings_are_wound_as_mvt_wants_whatever_their_input_order():
         exterior, *holes = (shapely.LinearRing(ring) for ring in feature["geometry"]["coordinates"])
         assert exterior.is_ccw
         assert holes == [] or not any(hole.is_ccw for hole in holes)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(-60, 60), st.integers(-60, 60)), min_size=3, max_size=12, unique=True),
+       st.booleans(), st.booleans())
+def test_simple_polygons_are_oriented_as_geos_orients_them(points, reversed_input, with_hole):
+    # a star-shaped ring around a point none of them is on is simple
+    ring = sorted(points, key=lambda p: np.arctan2(p[1] - 0.25, p[0] - 0.25), reverse=reversed_input)
+    holes = [[(-1, -1), (-1, 1), (1, 1), (1, -1)]] if with_hole else []
+    polygon = shapely.Polygon(ring, holes)
+    assume(polygon.is_valid and polygon.area > 0)
+    geos = shapely.get_coordinates(shapely.orient_polygons(polygon, exterior_cw=False))
+    rings = shapely.get_rings(polygon)
+    coords, ring_of = shapely.get_coordinates(rings, return_index=True)
+    ours = _oriented(coords.astype(np.int64), ring_of, np.bincount(ring_of),
+                     np.arange(len(rings)) == 0)
+    assert ours.tolist() == geos.astype(np.int64).tolist()
+
+
+def test_a_ring_that_snapping_made_self_intersecting_is_wound_by_its_area():
+    # GEOS's orientation test (the highest vertex's turn) calls this ring clockwise on the
+    # grid, its area says counter-clockwise; decoders go by the area, so the second part
+    # of the multipolygon must come out with an exterior's sign, not as a hole of the first
+    bow = [(205, 236), (211, 202), (223, 229), (238, 241), (250, 234)]  # on the grid, y down
+    second = shapely.Polygon([(x, EXTENT - y) for x, y in bow])
+    tile = _encode([("areas", [shapely.MultiPolygon([shapely.box(0, 0, 100, 100), second])], {"uid": ["m"]})])
+    (feature,) = mapbox_vector_tile.decode(tile)["areas"]["features"]
+    assert feature["geometry"]["type"] == "MultiPolygon"
+    assert [len(polygon) for polygon in feature["geometry"]["coordinates"]] == [1, 1]
 
 
 def test_a_tile_of_stacked_layers_decodes_like_each_layer_alone():

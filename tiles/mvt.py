@@ -113,6 +113,28 @@ def _gather(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.n
     return buffer[_ranges(starts, lengths)]
 
 
+def _oriented(coords: np.ndarray, ring_of: np.ndarray, counts: np.ndarray, exterior: np.ndarray | None) -> np.ndarray:
+    """Closed rings' integer coordinates (grouped by ring, `counts` each) with each ring
+    reversed where needed: exterior rings with positive area by the surveyor's formula (in
+    tile coordinates, y down: clockwise on screen), holes with negative area, as MVT 2.1 wants.
+
+    The sign of the area is what decoders go by. It is what GEOS's orientation test says
+    (shapely.orient_polygons) for every simple ring; they differ only on rings that
+    snapping made self-intersecting, where the area is the one decoders will compute.
+    """
+    x, y = coords[:, 0], coords[:, 1]
+    cross = x[:-1] * y[1:] - x[1:] * y[:-1]  # exact: integers far below 2 ** 53
+    twice_area = np.bincount(ring_of[1:], weights=cross * (ring_of[1:] == ring_of[:-1]), minlength=len(counts))
+    positive = twice_area > 0
+    reverse = ~positive if exterior is None else positive != exterior
+    if not reverse.any():
+        return coords
+    at = np.arange(len(coords))
+    # the mirror of position i in its ring [first, first + count) is 2 first + count - 1 - i
+    mirror = (2 * _starts(counts) + counts - 1)[ring_of] - at
+    return coords[np.where(reverse[ring_of], mirror, at)]
+
+
 def _geometry(geoms: np.ndarray, types: np.ndarray, family: int, origin: np.ndarray,
               scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every feature's geometry command integers, concatenated, and how many each has.
@@ -120,9 +142,7 @@ def _geometry(geoms: np.ndarray, types: np.ndarray, family: int, origin: np.ndar
     The coordinates are put on the grid, (c - origin) / scale rounded. Consecutive repeated
     points (what snapping leaves) are dropped, and so are rings left with fewer than three
     points and lines with fewer than two; a feature with nothing left has no integers.
-    Polygons are oriented on the grid (snapping can flip a thin ring): exterior rings with
-    positive area in tile coordinates (clockwise on screen, y down), as MVT 2.1 wants;
-    holes the other way.
+    Polygons are oriented on the grid (snapping can flip a thin ring), see `_oriented`.
     """
     n = len(geoms)
     nothing = np.zeros(0, dtype=np.int64), np.zeros(n, dtype=np.int64)
@@ -159,30 +179,28 @@ def _geometry(geoms: np.ndarray, types: np.ndarray, family: int, origin: np.ndar
         closed = family == POLYGON
         multipart = (types == (6 if closed else 5)).any()
         path_feature = None  # one path per feature, the feature's own position
-        if closed:
-            geoms = shapely.set_coordinates(geoms.copy(), np.rint((shapely.get_coordinates(geoms) - origin) / scale))
-            geoms = shapely.orient_polygons(geoms, exterior_cw=False)
-            if not multipart and not shapely.get_num_interior_rings(geoms).any():
-                coords, coord_path = shapely.get_coordinates(geoms, return_index=True)
-            else:
-                parts, part_feature = shapely.get_parts(geoms, return_index=True)
-                rings, ring_part = shapely.get_rings(parts, return_index=True)
-                coords, coord_path = shapely.get_coordinates(rings, return_index=True)
-                path_feature = part_feature[ring_part]
+        exterior = None  # whether each ring is its polygon's exterior one (None: all are)
+        if closed and (multipart or shapely.get_num_interior_rings(geoms).any()):
+            parts, part_feature = shapely.get_parts(geoms, return_index=True)
+            rings, ring_part = shapely.get_rings(parts, return_index=True)
+            coords, coord_path = shapely.get_coordinates(rings, return_index=True)
+            path_feature = part_feature[ring_part]
+            exterior = np.ones(len(rings), dtype=bool)
+            exterior[1:] = ring_part[1:] != ring_part[:-1]
+        elif multipart:
+            parts, path_feature = shapely.get_parts(geoms, return_index=True)
+            coords, coord_path = shapely.get_coordinates(parts, return_index=True)
         else:
-            if not multipart:
-                coords, coord_path = shapely.get_coordinates(geoms, return_index=True)
-            else:
-                parts, path_feature = shapely.get_parts(geoms, return_index=True)
-                coords, coord_path = shapely.get_coordinates(parts, return_index=True)
-            coords = np.rint((coords - origin) / scale)
+            coords, coord_path = shapely.get_coordinates(geoms, return_index=True)
         if not len(coords):
             return nothing
-        coords = coords.astype(np.int64)
+        coords = np.rint((coords - origin) / scale).astype(np.int64)
         paths = n if path_feature is None else len(path_feature)
         keep = np.ones(len(coords), dtype=bool)
         if closed:
-            keep[_running_total(np.bincount(coord_path, minlength=paths)) - 1] = False  # ClosePath's job
+            ring_counts = np.bincount(coord_path, minlength=paths)
+            coords = _oriented(coords, coord_path, ring_counts, exterior)
+            keep[_running_total(ring_counts) - 1] = False  # the closing point is ClosePath's job
         repeated = coords[1:] == coords[:-1]
         keep[1:] &= ~(repeated[:, 0] & repeated[:, 1] & (coord_path[1:] == coord_path[:-1]))
         coords, coord_path = coords[keep], coord_path[keep]
