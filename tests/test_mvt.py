@@ -9,6 +9,7 @@ import shapely
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+import tiles.mvt
 from tiles.mvt import LayerStack, _oriented, _varint, _varint_lengths, _varints, attribute_table, tile_message
 
 EXTENT = 4096
@@ -125,3 +126,33 @@ def test_features_that_collapse_on_the_grid_leave_out_their_values_too():
 
 def test_a_tile_with_nothing_left_on_the_grid_is_empty():
     assert _encode([("areas", [shapely.Polygon([(10, 10), (10.2, 10), (10.2, 10.3), (10, 10)])], {"uid": ["x"]})]) == b""
+
+
+# coordinates on a few grid cells, so that snapping repeats points, collapses rings and flips them
+_NEAR = st.floats(min_value=-3, max_value=12, allow_nan=False).map(lambda v: round(v, 1))
+_POINTS = st.lists(st.tuples(_NEAR, _NEAR), min_size=3, max_size=7)
+_SIMPLE_GEOMETRIES = st.one_of(
+    st.tuples(_NEAR, _NEAR).map(lambda p: shapely.Point(p)),
+    _POINTS.map(shapely.LineString),
+    _POINTS.map(lambda points: shapely.Polygon(points)),  # any ring, self-intersecting ones too
+    st.just(shapely.Polygon()),
+)
+_ATTRIBUTES = st.one_of(st.none(), st.sampled_from(["a", "b"]), st.integers(-2, 300), st.sampled_from([0.5, True]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.tuples(_SIMPLE_GEOMETRIES, _ATTRIBUTES, _ATTRIBUTES), min_size=1, max_size=3),
+                min_size=1, max_size=3))
+def test_a_tile_of_a_few_features_is_the_same_bytes_built_in_python_or_with_arrays(layers):
+    names = [f"layer{i}" for i in range(len(layers))]
+    stack = LayerStack(names, [_table({"kind": [a for _, a, _ in layer], "size": [b for _, _, b in layer]})
+                               for layer in layers])
+    geoms = np.array([g for layer in layers for g, _, _ in layer], dtype=object)
+    rows = np.arange(len(geoms))
+    in_python = tile_message(stack, rows, geoms, -1.0, 10.0, 1.0)
+    few, tiles.mvt._FEW_FEATURES = tiles.mvt._FEW_FEATURES, 0  # no tile is few enough
+    try:
+        with_arrays = tile_message(stack, rows, geoms, -1.0, 10.0, 1.0)
+    finally:
+        tiles.mvt._FEW_FEATURES = few
+    assert in_python == with_arrays
