@@ -68,6 +68,8 @@ def _varints(values: np.ndarray) -> np.ndarray:
 
 
 def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return bytes((value,))
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -494,14 +496,17 @@ _EXTENT_4096 = _field(5, 0) + _varint(4096)
 # depending on the tile's size).
 _FEW_FEATURES, _FEW_COORDINATES = 10, 64
 _TYPE_AND_GEOMETRY_TAGS = {family: bytes([0x18, family, 0x22]) for family in (POINT, LINESTRING, POLYGON)}
+_FAMILY_OF_TYPE_ID = _FAMILY_OF_TYPE.tolist()
 
 
 def _few_features_tile(stack: LayerStack, rows: np.ndarray, geoms: np.ndarray, types: np.ndarray,
                        origin: np.ndarray, scale: np.ndarray, extent_field: bytes) -> bytes | None:
     """`tile_message` built feature by feature in plain Python, the same bytes, for a tile of
     a few single-part geometries (points, lines, polygons without holes); None for any other."""
-    if (len(geoms) > _FEW_FEATURES or types.min() < 0 or types.max() > 3
-            or shapely.get_num_interior_rings(geoms).any()):
+    if len(geoms) > _FEW_FEATURES:
+        return None
+    type_ids = types.tolist()
+    if min(type_ids) < 0 or max(type_ids) > 3 or (3 in type_ids and shapely.get_num_interior_rings(geoms).any()):
         return None
     coords, feature = shapely.get_coordinates(geoms, return_index=True)
     if len(coords) > _FEW_COORDINATES:
@@ -510,15 +515,15 @@ def _few_features_tile(stack: LayerStack, rows: np.ndarray, geoms: np.ndarray, t
     ends = _running_total(np.bincount(feature, minlength=len(geoms))).tolist()
     layers: dict[int, list[tuple[int, int, bytes, list[int], list[int]]]] = {}
     start = 0
-    for row, type_id, end in zip(rows.tolist(), types.tolist(), ends):
-        commands = _commands(grid[start:end], type_id)
+    for row, type_id, end in zip(rows.tolist(), type_ids, ends):
+        geometry = _geometry_bytes(grid[start:end], type_id)
         start = end
-        if commands is None:
+        if geometry is None:
             continue  # nothing left on the grid
         layer = bisect_right(stack.layer_firsts, row) - 1
         tag_first, tag_end = stack.tag_offsets[row:row + 2].tolist()
         layers.setdefault(layer, []).append((
-            row - stack.layer_firsts[layer] + 1, _FAMILY_OF_TYPE[type_id], _varint_bytes(commands),
+            row - stack.layer_firsts[layer] + 1, _FAMILY_OF_TYPE_ID[type_id], geometry,
             stack.tag_keys[tag_first:tag_end].tolist(), stack.tag_values[tag_first:tag_end].tolist()))
     tile = []
     for layer, features in layers.items():
@@ -540,14 +545,14 @@ def _few_features_tile(stack: LayerStack, rows: np.ndarray, geoms: np.ndarray, t
     return b"".join(tile)
 
 
-def _commands(points: list[list[int]], type_id: int) -> list[int] | None:
-    """A single-part geometry's command integers from its grid coordinates (as `_geometry`
-    makes them), or None when nothing of it is left on the grid."""
+def _geometry_bytes(points: list[list[int]], type_id: int) -> bytes | None:
+    """A single-part geometry's packed command integers from its grid coordinates (as
+    `_geometry` makes them), or None when nothing of it is left on the grid."""
     if not points:
         return None
     if type_id == 0:
         (x, y), = points
-        return [_MOVE_TO_ONE, (x << 1) ^ (x >> 63), (y << 1) ^ (y >> 63)]
+        return _varint_bytes([_MOVE_TO_ONE, (x << 1) ^ (x >> 63), (y << 1) ^ (y >> 63)])
     closed = type_id == 3
     if closed:
         # exterior ring with positive area, see `_oriented`; its closing point is ClosePath's job
@@ -558,13 +563,15 @@ def _commands(points: list[list[int]], type_id: int) -> list[int] | None:
     if len(kept) < (3 if closed else 2):
         return None
     x, y = kept[0]
-    commands = [_MOVE_TO_ONE, (x << 1) ^ (x >> 63), (y << 1) ^ (y >> 63), ((len(kept) - 1) << 3) | _LINE_TO]
+    head = [_MOVE_TO_ONE, (x << 1) ^ (x >> 63), (y << 1) ^ (y >> 63), ((len(kept) - 1) << 3) | _LINE_TO]
+    steps = []
     for (x0, y0), (x1, y1) in zip(kept, kept[1:]):
         dx, dy = x1 - x0, y1 - y0
-        commands += ((dx << 1) ^ (dx >> 63), (dy << 1) ^ (dy >> 63))
+        steps += ((dx << 1) ^ (dx >> 63), (dy << 1) ^ (dy >> 63))
     if closed:
-        commands.append(_CLOSE_PATH_ONE)
-    return commands
+        steps.append(_CLOSE_PATH_ONE)
+    # the head holds the absolute start, the steps are mostly one-byte deltas
+    return _varint_bytes(head) + _varint_bytes(steps)
 
 
 def _varint_bytes(values: list[int]) -> bytes:
