@@ -513,18 +513,22 @@ def _few_features_tile(stack: LayerStack, rows: np.ndarray, geoms: np.ndarray, t
         return None
     grid = np.rint((coords - origin) / scale).astype(np.int64).tolist()
     ends = _running_total(np.bincount(feature, minlength=len(geoms))).tolist()
+    # the rows' (key, value) pairs, gathered at once
+    tag_firsts = stack.tag_offsets[rows]
+    tag_counts = stack.tag_offsets[rows + 1] - tag_firsts
+    pairs = _ranges(tag_firsts, tag_counts)
+    tag_keys, tag_values = stack.tag_keys[pairs].tolist(), stack.tag_values[pairs].tolist()
+    tag_ends = _running_total(tag_counts).tolist()
     layers: dict[int, list[tuple[int, int, bytes, list[int], list[int]]]] = {}
-    start = 0
-    for row, type_id, end in zip(rows.tolist(), type_ids, ends):
+    start = tag_start = 0
+    for row, type_id, end, tag_end in zip(rows.tolist(), type_ids, ends, tag_ends):
         geometry = _geometry_bytes(grid[start:end], type_id)
-        start = end
+        start, tag_start, tags = end, tag_end, slice(tag_start, tag_end)
         if geometry is None:
             continue  # nothing left on the grid
         layer = bisect_right(stack.layer_firsts, row) - 1
-        tag_first, tag_end = stack.tag_offsets[row:row + 2].tolist()
-        layers.setdefault(layer, []).append((
-            row - stack.layer_firsts[layer] + 1, _FAMILY_OF_TYPE_ID[type_id], geometry,
-            stack.tag_keys[tag_first:tag_end].tolist(), stack.tag_values[tag_first:tag_end].tolist()))
+        layers.setdefault(layer, []).append((row - stack.layer_firsts[layer] + 1, _FAMILY_OF_TYPE_ID[type_id],
+                                             geometry, tag_keys[tags], tag_values[tags]))
     tile = []
     for layer, features in layers.items():
         # keys and values renumbered from 0 in the layer, in the order of their stack-wide numbers
