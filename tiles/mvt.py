@@ -10,7 +10,9 @@ pure-Python encoders slow). The output is the protobuf of the MVT 2.1 specificat
 A tile holds a few hundred numbers, so what it costs is the count of numpy calls, not
 their work: the code calls ufuncs and array methods (`np.add.accumulate`, `.searchsorted`)
 rather than numpy's Python-level wrappers (`np.cumsum`, `np.diff`, `np.column_stack`),
-and takes shortcuts for the common cases (single-part geometries, one layer).
+and takes shortcuts for the common cases (single-part geometries, one layer). Below about
+ten features even those ~200 calls cost more than the work, so such tiles are built
+feature by feature in plain Python instead, to the same bytes (`_few_features_tile`).
 """
 
 from __future__ import annotations
