@@ -69,10 +69,12 @@ from postgis_cluster import Cluster, ensure_postgis_installed, free_port, throwa
 from report import cpu_model, print_hottest_calls, print_project_functions
 
 BENCH_DIR = Path(__file__).resolve().parent
-# Run as a script, bench/ is first on sys.path and this file's name would hide the project's
-# `tiles` package; the helper above is imported, so bench/ can go.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
 REPO = BENCH_DIR.parent
+# Run as a script, bench/ is first on sys.path and this file's name would hide the project's
+# `tiles` package; the helper above is imported, so bench/ can go. The checkout this file sits in
+# goes first: the venv's editable install may point at another checkout (a git worktree's
+# bench would otherwise time the main tree's code).
+sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
 OUT = BENCH_DIR / "out"
 DEMO = OUT / "demo"
 LOGS = OUT / "tiles-logs"
@@ -179,9 +181,16 @@ def sample_tiles(box: tuple[float, float, float, float], z: int, n: int, seed: i
 # -- the cities and the tools ------------------------------------------------------------------
 
 def twin_cli() -> list[str]:
-    """The `twin` command of this virtualenv."""
+    """The `twin` command of this virtualenv, run on this checkout's code (see checkout_env)."""
     exe = Path(sys.executable).with_name("twin")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "twin.cli"]
+
+
+def checkout_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """`env` (default: this process's) with this checkout first on PYTHONPATH, for the `twin` subprocesses."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    return env
 
 
 def ensure_demo() -> dict[str, Path]:
@@ -192,7 +201,7 @@ def ensure_demo() -> dict[str, Path]:
         return roots
     t = time.perf_counter()
     subprocess.run([*twin_cli(), "demo", "--no-serve", "--out", str(DEMO)], check=True, cwd=REPO,
-                   stdout=subprocess.DEVNULL)
+                   env=checkout_env(), stdout=subprocess.DEVNULL)
     print(f"demo cities: {DEMO} (built in {time.perf_counter() - t:.0f} s)")
     return roots
 
@@ -200,7 +209,7 @@ def ensure_demo() -> dict[str, Path]:
 def catalogue(root: Path) -> list[dict]:
     """`twin layers CITY --json`."""
     done = subprocess.run([*twin_cli(), "layers", str(root), "--json"], check=True, capture_output=True, text=True,
-                          cwd=REPO)
+                          cwd=REPO, env=checkout_env())
     return json.loads(done.stdout)
 
 
@@ -287,7 +296,7 @@ def twin_server(root: Path, disk_cache: bool, workers: int = 1,
                 log_name: str = "twin") -> contextlib.AbstractContextManager[str]:
     """`twin serve CITY` on a free port, with or without its disk cache."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
+    env = checkout_env({k: v for k, v in os.environ.items() if not k.startswith("TWIN_")})
     env["TWIN_DISK_CACHE"] = "true" if disk_cache else "false"
     command = [*twin_cli(), "serve", str(root), "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     return server(command, env, "/tileMatrixSets", log_name, port)
@@ -653,7 +662,7 @@ def profile_vector(ts: Tileset, rounds: int, top: int) -> None:
                 service.vector_tile(names, *t, key)
 
     print_profile(f"{rounds} x {len(tiles)} warm renders of {ts.name} (TileService.vector_tile, no tile cache)",
-                  work, top, expand=("vector_tile", "layer_message", "encode_layer", "_tags"))
+                  work, top, expand=("vector_tile", "tile", "tile_message", "_tags"))
 
 
 def profile_terrain(run: TerrainRun, top: int) -> None:

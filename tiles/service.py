@@ -7,7 +7,7 @@ from pathlib import Path
 from tiles import terrain, tiles3d
 from tiles.cache import CachedTile, TileCache
 from tiles.grid import check_tile, tile_bounds_in
-from tiles.vector import encode_tile, zoom_range
+from tiles.vector import VectorLayers, zoom_range
 from twin.errors import UnknownLayer
 from twin.snapshots import CityView
 
@@ -27,6 +27,7 @@ class TileService:
         self.view = view
         store = view.city.store
         self.cache = TileCache(cache_dir, store.changes, memory_items)
+        self._stacked: dict[str, VectorLayers] = {}  # by tileset, the layer versions last rendered
 
     def combined_layers(self) -> list[str]:
         """The layers of the combined tileset."""
@@ -40,9 +41,16 @@ class TileService:
         cached = self.cache.get(key, versions, lambda: tile_bounds_in(self.view.city.crs, z, x, y))
         if cached is not None:
             return cached
-        snapshots = [self.view.snapshot(name) for name in layers]
-        versions = {s.record.name: s.version for s in snapshots}
-        return self.cache.put(key, encode_tile(snapshots, z, x, y), versions)
+        stacked = self._vector_layers(tileset, layers, versions)
+        return self.cache.put(key, stacked.tile(z, x, y), stacked.versions)
+
+    def _vector_layers(self, tileset: str, layers: list[str], versions: dict[str, int]) -> VectorLayers:
+        """The tileset's layers stacked for tiles, restacked when the catalogue has another version of one."""
+        stacked = self._stacked.get(tileset)
+        if stacked is None or stacked.versions != versions or stacked.stack.names != layers:
+            stacked = VectorLayers([self.view.snapshot(name) for name in layers])
+            self._stacked[tileset] = stacked
+        return stacked
 
     def seed(self, zooms: range, layers: list[str] | None = None, terrain: bool = True,
              progress=None) -> dict[str, int]:

@@ -1,20 +1,23 @@
 """Mapbox Vector Tiles 2.1 from layer snapshots: clipped with a buffer, simplified per zoom.
 
 Each layer kind has a zoom range and the attributes a map needs (a building's height,
-ground z and BIM flag; a pipe's utility, diameter, depth and status).
+ground z and BIM flag; a pipe's utility, diameter, depth and status). The layers of a
+tileset are stacked once per set of versions (`VectorLayers`), so a tile is one bounding-box
+test, one clip and one encoder pass over all of them, not a round of calls per layer.
 """
 
 from __future__ import annotations
 
+import threading
 
 import numpy as np
 import shapely
 
-from tiles.grid import mercator_bounds
-from tiles.mvt import AttributeTable, attribute_table, encode_layer, tile_message
+from tiles.grid import TMS, mercator_bounds
+from tiles.mvt import AttributeTable, LayerStack, attribute_table, tile_message
 from twin.snapshots import LayerSnapshot
 
-__all__ = ["EXTENT", "BUFFER", "ZOOMS", "TILE_PROPERTIES", "zoom_range", "layer_message", "encode_tile"]
+__all__ = ["EXTENT", "BUFFER", "ZOOMS", "TILE_PROPERTIES", "zoom_range", "VectorLayers", "encode_tile"]
 
 EXTENT = 4096
 BUFFER = 64  # in tile units: what a line's width or a label needs beyond the edge
@@ -50,41 +53,91 @@ def zoom_range(kind: str) -> tuple[int, int]:
     return ZOOMS.get(kind, (10, 22))
 
 
-def layer_message(snapshot: LayerSnapshot, z: int, x: int, y: int) -> bytes | None:
-    """A layer's features in one tile as an MVT layer: clipped to the tile and its buffer,
-    simplified to a tile unit, quantised; None when nothing of the layer is in the tile."""
-    minzoom, maxzoom = zoom_range(snapshot.record.kind)
-    if not minzoom <= z <= max(maxzoom, 22):
-        return None
-    _, tree = snapshot.mercator()
-    west, south, east, north = mercator_bounds(z, x, y)
-    unit = (east - west) / EXTENT
-    # a tile unit is the finest detail a tile can show; beyond z16 the survey's own detail
-    geoms = snapshot.mercator_simplified(unit) if z < 16 else snapshot.mercator()[0]
-    pad = unit * BUFFER
-    box = (west - pad, south - pad, east + pad, north + pad)
-    hits = np.sort(tree.query(shapely.box(*box), predicate="intersects"))
-    if not len(hits):
-        return None
-    chosen = geoms[hits]
-    types = shapely.get_type_id(chosen)
-    lines_or_areas = (types != 0) & (types != 4)
-    if lines_or_areas.any():
-        chosen = chosen.copy()
-        chosen[lines_or_areas] = shapely.clip_by_rect(chosen[lines_or_areas], *box)
-    # into tile units, y down, on the integer grid; the encoder drops the repeated points
-    # and the rings and lines that collapse there (slivers narrower than a tile unit)
-    chosen = shapely.transform(chosen, lambda c: np.round((c - (west, north)) / (unit, -unit)))
-    polygonal = np.isin(shapely.get_type_id(chosen), (3, 6))
-    if polygonal.any():
-        # exterior rings with positive area in tile coordinates, as MVT 2.1 wants
-        chosen[polygonal] = shapely.orient_polygons(chosen[polygonal], exterior_cw=False)
-    keep = ~shapely.is_empty(chosen)
-    hits, chosen = hits[keep], chosen[keep]
-    if not len(hits):
-        return None
-    return encode_layer(snapshot.record.name, chosen, hits.astype(np.uint64) + 1, _attributes(snapshot), hits,
-                        extent=EXTENT) or None
+_ALL_FOUR = np.frombuffer(bytes([1, 1, 1, 1]), dtype=np.uint32)[0]
+
+
+class _Zoom:
+    """What a zoom's tiles are cut from: the stacked geometries (simplified below z16) and their boxes.
+
+    The boxes of layers not shown at this zoom are NaN, so no tile selects their features.
+    """
+
+    def __init__(self, geoms: np.ndarray, bounds: np.ndarray) -> None:
+        self.geoms = geoms
+        self.west, self.south, self.east, self.north = (np.ascontiguousarray(b) for b in bounds.T)
+        # west, south, -east, -north: a box is inside another when each of these is >= the other's
+        self.signed = np.ascontiguousarray(bounds * (1, 1, -1, -1))
+
+
+class VectorLayers:
+    """The layers of a tileset, stacked for tiles: one version of each, encoded attributes,
+    feature boxes and per-zoom geometries, made once and shared by every tile."""
+
+    def __init__(self, snapshots: list[LayerSnapshot]) -> None:
+        self.snapshots = list(snapshots)
+        self.versions = {s.record.name: s.version for s in self.snapshots}
+        self.stack = LayerStack([s.record.name for s in self.snapshots], [_attributes(s) for s in self.snapshots])
+        tile_geometry = [_tile_geometry(s) for s in self.snapshots]
+        self._bounds = np.concatenate([b for b, _ in tile_geometry]) if tile_geometry else np.zeros((0, 4))
+        self._clipped = np.concatenate([c for _, c in tile_geometry]) if tile_geometry else np.zeros(0, dtype=bool)
+        self._zooms: dict[int, _Zoom] = {}
+        self._lock = threading.Lock()
+
+    def _zoom(self, z: int) -> _Zoom:
+        """The stacked geometries and boxes of zoom `z`, made on its first tile."""
+        cached = self._zooms.get(z)
+        if cached is not None:
+            return cached
+        with self._lock:
+            if z not in self._zooms:
+                # a tile unit is the finest detail a tile can show; beyond z16 the survey's own detail
+                unit = TMS.matrix(z).cellSize * TMS.matrix(z).tileWidth / EXTENT
+                geoms = [s.mercator_simplified(unit) if z < 16 else s.mercator()[0] for s in self.snapshots]
+                bounds = self._bounds.copy()
+                for snapshot, first, end in zip(self.snapshots, self.stack.row_offsets, self.stack.row_offsets[1:]):
+                    minzoom, maxzoom = zoom_range(snapshot.record.kind)
+                    if not minzoom <= z <= max(maxzoom, 22):
+                        bounds[first:end] = np.nan
+                self._zooms[z] = _Zoom(np.concatenate(geoms) if geoms else np.zeros(0, dtype=object), bounds)
+            return self._zooms[z]
+
+    def tile(self, z: int, x: int, y: int) -> bytes:
+        """One MVT with a layer for each layer that has features in the tile (empty bytes when none has).
+
+        Features are clipped to the tile and its buffer, simplified to a tile unit below z16,
+        and snapped to the tile grid by the encoder, which drops what collapses there
+        (slivers narrower than a tile unit).
+        """
+        west, south, east, north = mercator_bounds(z, x, y)
+        unit = (east - west) / EXTENT
+        pad = unit * BUFFER
+        box = (west - pad, south - pad, east + pad, north + pad)
+        zoom = self._zoom(z)
+        # a box test in numpy picks the candidates; the clip drops those that only share a box
+        rows = np.flatnonzero((zoom.west <= box[2]) & (zoom.east >= box[0]) & (zoom.south <= box[3])
+                              & (zoom.north >= box[1]))
+        if not len(rows):
+            return b""
+        geoms = zoom.geoms[rows]
+        # lines and areas wholly inside the box are left as they are (clipping would copy them);
+        # the four comparisons of a feature are four bytes, read as one 32-bit word
+        inside = (zoom.signed[rows] >= (box[0], box[1], -box[2], -box[3])).view(np.uint32)[:, 0] == _ALL_FOUR
+        crossing = (self._clipped[rows] & ~inside).nonzero()[0]
+        if len(crossing):
+            geoms[crossing] = shapely.clip_by_rect(geoms[crossing], *box)
+        return tile_message(self.stack, rows, geoms, west, north, unit, extent=EXTENT)
+
+
+def _tile_geometry(snapshot: LayerSnapshot) -> tuple[np.ndarray, np.ndarray]:
+    """The Web Mercator box of each feature (n x 4), and which features are clipped to a tile
+    (lines and areas; points are in a tile or not), made once per snapshot."""
+    cached = snapshot.derived.get("mvt_geometry")
+    if cached is None:
+        geoms, _ = snapshot.mercator()
+        types = shapely.get_type_id(geoms)
+        cached = (shapely.bounds(geoms), (types != 0) & (types != 4))
+        snapshot.derived["mvt_geometry"] = cached
+    return cached
 
 
 def _attributes(snapshot: LayerSnapshot) -> AttributeTable:
@@ -99,5 +152,6 @@ def _attributes(snapshot: LayerSnapshot) -> AttributeTable:
 
 
 def encode_tile(snapshots: list[LayerSnapshot], z: int, x: int, y: int) -> bytes:
-    """One MVT with a layer per snapshot that has features in the tile."""
-    return tile_message([m for m in (layer_message(s, z, x, y) for s in snapshots) if m is not None])
+    """One MVT with a layer per snapshot that has features in the tile (stacks the layers for this tile only;
+    a server keeps a VectorLayers)."""
+    return VectorLayers(snapshots).tile(z, x, y)
