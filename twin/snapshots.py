@@ -114,6 +114,7 @@ class CityView:
         self._snapshots: dict[str, LayerSnapshot] = {}
         self._overlays: dict[str, StatusSnapshot] = {}
         self._lock = threading.Lock()
+        self._overlay_lock = threading.Lock()  # apart: building an overlay loads layers (for the registry)
         # set by a server that follows live statuses: pipes and sensors then carry them
         self.live: LiveStatus | None = None
         self.registry: Callable[[], SensorRegistry] | None = None
@@ -148,7 +149,7 @@ class CityView:
         current = self._overlays.get(name)
         if current is not None and current.base is base and current.status_version == version:
             return current
-        with self._lock:
+        with self._overlay_lock:
             current = self._overlays.get(name)
             if current is None or current.base is not base or current.status_version != version:
                 current = self._overlay(base, version)
