@@ -113,7 +113,8 @@ def free_port() -> int:
 class Server:
     """`twin serve` running in a subprocess on 127.0.0.1, stopped by `close`."""
 
-    def __init__(self, root: Path, env: dict[str, str] | None = None, workers: int = 1) -> None:
+    def __init__(self, root: Path, env: dict[str, str] | None = None, workers: int = 1,
+                 args: list[str] | None = None) -> None:
         import os
         import subprocess
         import sys
@@ -125,7 +126,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         environment = {**os.environ, "TWIN_CATALOGUE_TTL": "0.2", **(env or {})}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "twin.cli", "serve", str(root), "--port", str(self.port), "--workers", str(workers)],
+            [sys.executable, "-m", "twin.cli", "serve", str(root), "--port", str(self.port), "--workers", str(workers),
+             *(args or [])],
             env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
