@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the tests drive as real clients and servers: GDAL's command-line tools
-# (OAPIF and MVT drivers, ogr2ogr) and Node.js for the glTF and 3D Tiles checks.
+# (OAPIF and MVT drivers, ogr2ogr), Node.js for the glTF and 3D Tiles checks, and the
+# Mosquitto MQTT broker that the sensor tests start (never as a service).
 # Installs only what is missing; needs root (or sudo).
 set -euo pipefail
 
@@ -8,6 +9,7 @@ need=()
 command -v ogrinfo >/dev/null 2>&1 || need+=(gdal-bin)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 SUDO=""
