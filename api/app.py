@@ -13,7 +13,7 @@ import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
@@ -21,16 +21,19 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.auth import Tokens, Unauthorized, require_read
 from api.deps import Services
-from api.routes import events, features, tiles, web
+from api.routes import events, features, sensors, tiles, web
 from api.settings import ApiSettings
 from api.view import WEB_ROOT
 from tiles.grid import TileOutOfRange
 from tiles.service import TileService
 from tiles.terrain import NoTerrain
-from twin.errors import NotACity, UnknownLayer
+from twin.errors import BadObservation, NotACity, UnknownLayer, UnknownSensor
 from twin.events import EventHub
+from twin.live import CityRegistry, LiveStatus
 from twin.query import BadQuery
+from twin.sensors import SensorMonitor, Thresholds
 from twin.snapshots import CityView
 
 __all__ = ["create_app", "app_from_env", "serve"]
@@ -41,7 +44,10 @@ log = logging.getLogger("twin.api")
 ERROR_STATUS: dict[type[Exception], int] = {
     BadQuery: 400,
     TileOutOfRange: 400,
+    BadObservation: 400,
+    Unauthorized: 401,
     UnknownLayer: 404,
+    UnknownSensor: 404,
     NoTerrain: 404,
 }
 
@@ -58,17 +64,36 @@ def create_app(root: str | Path | None = None, settings: ApiSettings | None = No
         raise NotACity(f"{root} is not a city workspace; create one with `twin init`")
     view = CityView(root, ttl=settings.catalogue_ttl)
     cache_dir = root / "cache" / "tiles" if settings.disk_cache else None
+    hub = EventHub()
+    registry = CityRegistry(view.records, lambda name: view.base_snapshot(name).frame, settings.sensor_snap_m)
+    live = LiveStatus(view.city.store, publish=hub.publish, poll_s=settings.status_poll_s)
+    view.live, view.registry = live, registry
+    monitor = SensorMonitor(view.city.store, registry, Thresholds.load(settings.thresholds_file),
+                            max_future_ms=int(settings.max_future_s * 1000))
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # load every layer (and its Web Mercator copy) before the first user waits for it
         threading.Thread(target=_warm, args=(view,), daemon=True, name="twin-warm-up").start()
-        yield
+        stop = threading.Event()
+        live.start()
+        threading.Thread(target=_every, args=(settings.sweep_s, monitor.sweep, stop), daemon=True,
+                         name="twin-staleness").start()
+        feeds = _start_feeds(settings, monitor, view)
+        try:
+            yield
+        finally:
+            stop.set()
+            for feed in feeds:
+                feed.stop()
+            live.stop()
 
     app = FastAPI(title=f"twin: {view.city.name}", version="0.1.0", lifespan=lifespan,
                   description="A city information model: GIS layers, BIM models and terrain, served as "
                               "OGC API - Features and Tiles, Mapbox Vector Tiles, terrain tiles and 3D Tiles.")
     app.state.services = Services(settings, view, TileService(view, cache_dir, settings.tile_cache_items),
-                                  EventHub())
+                                  hub, monitor, live)
+    app.state.tokens = Tokens(settings)
 
     for error, status in ERROR_STATUS.items():
         app.add_exception_handler(error, lambda request, exc, status=status: _problem(
@@ -91,12 +116,50 @@ def create_app(root: str | Path | None = None, settings: ApiSettings | None = No
     app.add_middleware(GZipMiddleware, minimum_size=512)
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"], allow_headers=["*"],
                        expose_headers=["ETag", "Content-Crs"])
-    app.include_router(features.router)
-    app.include_router(tiles.router)
-    app.include_router(events.router)
-    app.include_router(web.router)
+    reads = [Depends(require_read)]
+    app.include_router(features.router, dependencies=reads)
+    app.include_router(tiles.router, dependencies=reads)
+    app.include_router(events.router, dependencies=reads)
+    app.include_router(sensors.router)
+    app.include_router(web.router, dependencies=reads)
     app.mount("/static", StaticFiles(directory=WEB_ROOT), name="static")
     return app
+
+
+def _city_key(view: CityView) -> str:
+    import hashlib
+
+    return hashlib.blake2b(str(view.city.root.resolve()).encode(), digest_size=4).hexdigest()
+
+
+def _every(seconds: float, action, stop: threading.Event) -> None:
+    """Call `action` every `seconds` until `stop` is set, logging (not dying of) its failures."""
+    while not stop.wait(seconds):
+        try:
+            action()
+        except Exception:
+            log.warning("%s failed", getattr(action, "__qualname__", action), exc_info=True)
+
+
+def _start_feeds(settings: ApiSettings, monitor: SensorMonitor, view: CityView) -> list:
+    """The observation feeds the settings ask for: an MQTT subscription, the in-process simulator."""
+    feeds = []
+    if settings.mqtt_url:
+        from layers.mqtt import ObservationSubscriber
+
+        # one persistent session per city and worker; the shared subscription splits the
+        # stream between a server's workers instead of giving each all of it
+        client_id = f"twin-{_city_key(view)}" + (f"-{os.getpid()}" if settings.workers > 1 else "")
+        feeds.append(ObservationSubscriber(
+            settings.mqtt_url, lambda rows, rejected: monitor.ingest(rows, rejected, source="mqtt"),
+            client_id=client_id, shared=True,
+            max_future_ms=int(settings.max_future_s * 1000)).start())
+    if settings.simulate_rate > 0:
+        from twin.simulate import Simulator
+
+        feeds.append(Simulator.for_city(view.city, monitor.registry, rate=settings.simulate_rate)
+                     .start(monitor.ingest))
+    return feeds
 
 
 def _warm(view: CityView) -> None:
@@ -113,14 +176,21 @@ def app_from_env() -> FastAPI:
     return create_app()
 
 
-def serve(root: str | Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
-    """Run the API with uvicorn on host:port."""
+def serve(root: str | Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          mqtt: str | None = None, simulate_rate: float = 0.0) -> None:
+    """Run the API with uvicorn on host:port (subscribed to `mqtt`, simulating readings if asked)."""
     import uvicorn
 
     root = Path(root).resolve()
     if workers > 1:
         os.environ["TWIN_CITY"] = str(root)
+        os.environ["TWIN_WORKERS"] = str(workers)
+        if mqtt:
+            os.environ["TWIN_MQTT_URL"] = mqtt
+        if simulate_rate:
+            os.environ["TWIN_SIMULATE_RATE"] = str(simulate_rate)
         uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                     log_level="warning")
     else:
-        uvicorn.run(create_app(root), host=host, port=port, log_level="warning")
+        overrides = {k: v for k, v in (("mqtt_url", mqtt), ("simulate_rate", simulate_rate)) if v}
+        uvicorn.run(create_app(root, ApiSettings(**overrides)), host=host, port=port, log_level="warning")

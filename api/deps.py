@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Request, Response
 
@@ -12,6 +13,10 @@ from api.settings import ApiSettings
 from tiles.service import TileService
 from twin.events import EventHub
 from twin.snapshots import CityView
+
+if TYPE_CHECKING:
+    from twin.live import LiveStatus
+    from twin.sensors import SensorMonitor
 
 __all__ = ["Services", "services", "json_response", "not_modified"]
 
@@ -24,6 +29,8 @@ class Services:
     view: CityView
     tiles: TileService
     events: EventHub
+    sensors: SensorMonitor | None = None
+    live: LiveStatus | None = None
 
 
 def services(request: Request) -> Services:

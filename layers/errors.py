@@ -17,6 +17,7 @@ __all__ = [
     "SpecError",
     "InvalidRaster",
     "InvalidAttribute",
+    "BadObservation",
 ]
 
 
@@ -75,3 +76,13 @@ class InvalidRaster(SourceError):
 
 class InvalidAttribute(FeatureError):
     """A feature's attribute cannot be read as its canonical field (a diameter of 'big')."""
+
+
+class BadObservation(SourceError):
+    """A sensor observation that cannot be stored; `reason` is a short code such as "bad_time",
+    `index` its position in the batch, file row or message stream."""
+
+    def __init__(self, source: str | Path | None, reason: str, message: str, index: int | None = None) -> None:
+        self.reason = reason
+        self.index = index
+        super().__init__(source, message if index is None else f"observation {index}: {message}")

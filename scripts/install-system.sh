@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the tests drive as real clients and servers: GDAL's command-line tools
-# (OAPIF and MVT drivers, ogr2ogr), Node.js for the glTF and 3D Tiles checks, and Chromium
-# for the web view's browser tests.
+# (OAPIF and MVT drivers, ogr2ogr), Node.js for the glTF and 3D Tiles checks, the Mosquitto
+# MQTT broker that the sensor tests start (never as a service), and Chromium for the web
+# view's browser tests.
 # Installs only what is missing; needs root (or sudo).
 set -euo pipefail
 
@@ -9,8 +10,9 @@ need=()
 command -v ogrinfo >/dev/null 2>&1 || need+=(gdal-bin)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
-# the web view's browser tests drive Debian's Chromium (Playwright's own download is not used)
-[ -x /usr/bin/chromium ] || need+=(chromium)
+# (OAPIF and MVT drivers, ogr2ogr), Node.js for the glTF and 3D Tiles checks, the Mosquitto
+# MQTT broker that the sensor tests start (never as a service), and Chromium for the web
+# view's browser tests.
 [ ${#need[@]} -eq 0 ] && exit 0
 
 SUDO=""

@@ -113,7 +113,8 @@ def free_port() -> int:
 class Server:
     """`twin serve` running in a subprocess on 127.0.0.1, stopped by `close`."""
 
-    def __init__(self, root: Path, env: dict[str, str] | None = None, workers: int = 1) -> None:
+    def __init__(self, root: Path, env: dict[str, str] | None = None, workers: int = 1,
+                 args: list[str] | None = None) -> None:
         import os
         import subprocess
         import sys
@@ -125,7 +126,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         environment = {**os.environ, "TWIN_CATALOGUE_TTL": "0.2", **(env or {})}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "twin.cli", "serve", str(root), "--port", str(self.port), "--workers", str(workers)],
+            [sys.executable, "-m", "twin.cli", "serve", str(root), "--port", str(self.port), "--workers", str(workers),
+             *(args or [])],
             env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -203,3 +205,70 @@ def live_server(demo_city):
     running = InProcessServer(demo_city.root)
     yield running
     running.close()
+
+
+class Mosquitto:
+    """A real Mosquitto broker on 127.0.0.1 with its own config, port and persistence folder."""
+
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        import shutil
+
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(binary).exists():
+            raise FileNotFoundError("mosquitto is not installed; scripts/install-system.sh installs it")
+        self.binary = binary
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self.config = folder / "mosquitto.conf"
+        # persistence: what the broker accepted survives its restart, as on a real deployment
+        import getpass
+
+        # as root, mosquitto would switch to its own user, who may not write our folder
+        self.config.write_text(f"user {getpass.getuser()}\n"
+                               f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                               f"persistence_location {folder}/\nmax_queued_messages 0\n"
+                               f"max_inflight_messages 0\nlog_dest file {folder}/mosquitto.log\n")
+        self.process = None
+        self.start()
+
+    def start(self) -> None:
+        import socket
+        import subprocess
+        import time
+
+        self.process = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {(self.folder / 'mosquitto.log').read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start within 20 s")
+
+    def stop(self) -> None:
+        """Stop the broker (SIGTERM: it saves what it holds, as a service manager's stop does)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A Mosquitto broker for one test."""
+    running = Mosquitto(tmp_path / "mosquitto")
+    yield running
+    running.stop()
+
+
+def copy_city(demo_city, folder: Path) -> Path:
+    """A copy of the demo city that a test may write observations into."""
+    import shutil
+
+    shutil.copytree(demo_city.root, folder, ignore=shutil.ignore_patterns("cache", "*.live.sqlite*"))
+    return folder

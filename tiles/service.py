@@ -25,9 +25,15 @@ class TileService:
 
     def __init__(self, view: CityView, cache_dir: Path | None = None, memory_items: int = 4096) -> None:
         self.view = view
-        store = view.city.store
-        self.cache = TileCache(cache_dir, store.changes, memory_items)
+        self.cache = TileCache(cache_dir, self._changes, memory_items)
         self._stacked: dict[str, VectorLayers] = {}  # by tileset, the layer versions last rendered
+
+    def _changes(self, layer: str, since: int) -> list:
+        """The change log of a layer, or of its live statuses (`<layer>@status`)."""
+        name, _, part = layer.partition("@")
+        if part == "status":
+            return self.view.status_changes(name, since)
+        return self.view.city.store.changes(layer, since)
 
     def combined_layers(self) -> list[str]:
         """The layers of the combined tileset."""
@@ -36,7 +42,7 @@ class TileService:
     def vector_tile(self, layers: list[str], z: int, x: int, y: int, tileset: str) -> CachedTile:
         """An MVT of `layers` (cached per tileset, re-rendered only where a layer changed)."""
         check_tile(z, x, y)
-        versions = {name: self.view.record(name).version for name in layers}
+        versions = {k: v for name in layers for k, v in self.view.versions(name).items()}
         key = f"mvt/{tileset}/{z}/{x}/{y}"
         cached = self.cache.get(key, versions, lambda: tile_bounds_in(self.view.city.crs, z, x, y))
         if cached is not None:

@@ -75,7 +75,11 @@ class VectorLayers:
 
     def __init__(self, snapshots: list[LayerSnapshot]) -> None:
         self.snapshots = list(snapshots)
-        self.versions = {s.record.name: s.version for s in self.snapshots}
+        self.versions = {}
+        for s in self.snapshots:
+            self.versions[s.record.name] = s.version
+            if hasattr(s, "status_version"):  # live statuses are a version of their own
+                self.versions[f"{s.record.name}@status"] = s.status_version
         self.stack = LayerStack([s.record.name for s in self.snapshots], [_attributes(s) for s in self.snapshots])
         tile_geometry = [_tile_geometry(s) for s in self.snapshots]
         self._bounds = np.concatenate([b for b, _ in tile_geometry]) if tile_geometry else np.zeros((0, 4))

@@ -23,6 +23,8 @@ sheets_app = typer.Typer(help="Standard large-scale map sheet grids.", no_args_i
 app.add_typer(sheets_app, name="sheets")
 tiles_app = typer.Typer(help="Tile caches.", no_args_is_help=True)
 app.add_typer(tiles_app, name="tiles")
+sensors_app = typer.Typer(help="Sensor observations: replay history, simulate a live feed.", no_args_is_help=True)
+app.add_typer(sensors_app, name="sensors")
 
 # Piped output (scripts, CI logs) is not cut at 80 columns.
 out = Console() if sys.stdout.isatty() else Console(width=200)
@@ -208,16 +210,105 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = 1,
+    mqtt: Annotated[Optional[str], typer.Option("--mqtt", help="Subscribe to twin/sensors/+/observations on this broker, e.g. mqtt://127.0.0.1:1883.")] = None,
 ) -> None:
-    """Serve a city: OGC API Features and Tiles, terrain and 3D tiles (docs at /docs)."""
+    """Serve a city: OGC API Features and Tiles, terrain and 3D tiles, sensors (docs at /docs)."""
     from api.app import serve as run
 
     with _errors():
+        from layers.mqtt import parse_url
         from twin.workspace import City
 
         City.open(city)
-    out.print(f"serving {city} on http://{host}:{port}/ (API docs at /docs)")
-    run(city, host=host, port=port, workers=workers)
+        if mqtt:
+            parse_url(mqtt)
+    out.print(f"serving {city} on http://{host}:{port}/ (API docs at /docs)"
+              + (f", observations from {mqtt}" if mqtt else ""))
+    run(city, host=host, port=port, workers=workers, mqtt=mqtt)
+
+
+def _monitor(city: Path, thresholds: Optional[Path], snap: float):
+    from twin.live import CityRegistry
+    from twin.sensors import SensorMonitor, Thresholds
+    from twin.workspace import City
+
+    c = City.open(city)
+    registry = CityRegistry(lambda: {r.name: r for r in c.layers()}, c.features, snap)
+    return c, SensorMonitor(c.store, registry, Thresholds.load(thresholds))
+
+
+ThresholdsOption = Annotated[Optional[Path], typer.Option("--thresholds", help="TOML warning and alarm bands (default: built in).")]
+SnapOption = Annotated[float, typer.Option("--snap", help="Sensors without a pipe_id watch the nearest pipe within this many metres.")]
+
+
+@sensors_app.command("replay")
+def sensors_replay(
+    city: Annotated[Path, typer.Argument(help="The city workspace folder.")],
+    file: Annotated[Path, typer.Argument(help="CSV with columns sensor_id, time, value[, quality].")],
+    thresholds: ThresholdsOption = None,
+    snap: SnapOption = 10.0,
+) -> None:
+    """Load observation history from a CSV file into the city (duplicates are ignored)."""
+    from layers.sensors import read_csv
+
+    from twin.sensors import IngestReport
+
+    with _errors():
+        c, monitor = _monitor(city, thresholds, snap)
+        total = IngestReport()
+        for rows, rejected in read_csv(file):
+            report = monitor.ingest(rows, rejected, source=str(file))
+            total.received += report.received
+            total.stored += report.stored
+            total.duplicates += report.duplicates
+            total.late += report.late
+            total.events += report.events
+            for reason, n in report.rejected.items():
+                total.rejected[reason] = total.rejected.get(reason, 0) + n
+    rejected = ", ".join(f"{k} {v}" for k, v in sorted(total.rejected.items())) or "none"
+    out.print(f"{total.received} observations: {total.stored} stored, {total.duplicates} duplicates, "
+              f"{total.late} late, {total.rejected_total} rejected ({rejected}); {total.events} status changes")
+
+
+@sensors_app.command("simulate")
+def sensors_simulate(
+    city: Annotated[Path, typer.Argument(help="The city workspace folder.")],
+    rate: Annotated[float, typer.Option("--rate", help="Readings per second, over all sensors.")] = 1000.0,
+    mqtt: Annotated[Optional[str], typer.Option("--mqtt", help="Publish to this broker instead of writing to the city.")] = None,
+    duration: Annotated[Optional[float], typer.Option("--duration", help="Stop after this many seconds (default: run until interrupted).")] = None,
+    leak_every: Annotated[float, typer.Option("--leak-every", help="Seconds between simulated leaks.")] = 180.0,
+    thresholds: ThresholdsOption = None,
+    snap: SnapOption = 10.0,
+) -> None:
+    """Stream plausible readings for the city's sensors, with a leak along a main every few minutes."""
+    import time
+
+    from twin.simulate import Simulator
+
+    with _errors():
+        c, monitor = _monitor(city, thresholds, snap)
+        simulator = Simulator.for_city(c, monitor.registry, rate=rate, leak_every_s=leak_every)
+        if mqtt:
+            from layers.mqtt import ObservationPublisher
+
+            publisher = ObservationPublisher(mqtt).start()
+            sink = simulator.mqtt_sink(publisher)
+        else:
+            sink = lambda rows: monitor.ingest(rows, source="simulator")  # noqa: E731
+        out.print(f"simulating {len(simulator.sensors)} sensors at {rate:g} readings/s "
+                  f"{'to ' + mqtt if mqtt else 'into ' + str(city)}; Ctrl-C stops")
+        simulator.start(sink)
+        try:
+            deadline = time.monotonic() + duration if duration else None
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            simulator.stop()
+            if mqtt:
+                publisher.stop()
+    out.print(f"sent {simulator.sent} readings, {simulator.leaks} leaks")
 
 
 @app.command()
@@ -243,6 +334,7 @@ def demo(
     port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 8000,
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Build the demo cities and stop.")] = False,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo cities.")] = Path("demo-city"),
+    simulate: Annotated[float, typer.Option("--simulate", help="Simulated sensor readings per second while serving (0: none).")] = 200.0,
 ) -> None:
     """Build the demo cities (a Yantai district, and KY4 from the shared real data) and serve them."""
     from twin.demo import build_demo
@@ -255,8 +347,9 @@ def demo(
         return
     from api.app import serve as run
 
-    out.print(f"serving the Yantai demo on http://127.0.0.1:{port}/ (API docs at /docs)")
-    run(cities["yantai"].root, port=port)
+    out.print(f"serving the Yantai demo on http://127.0.0.1:{port}/ (API docs at /docs), "
+              f"with simulated sensors at {simulate:g} readings/s")
+    run(cities["yantai"].root, port=port, simulate_rate=simulate)
 
 
 if __name__ == "__main__":

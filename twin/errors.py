@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from layers.errors import (
+    BadObservation,
     EmptySource,
     InvalidAttribute,
     InvalidGeometry,
@@ -20,7 +21,7 @@ __all__ = [
     "TwinError", "NotACity", "CityExists", "UnknownLayer", "UnknownKind", "StoreError",
     "SourceError", "SourceNotFound", "UnknownFormat", "MissingCRS", "UnsupportedCRS",
     "InvalidGeometry", "WrongGeometryType", "EmptySource", "SpecError", "InvalidRaster",
-    "InvalidAttribute",
+    "InvalidAttribute", "BadObservation", "UnknownSensor",
 ]
 
 
@@ -46,3 +47,7 @@ class UnknownKind(TwinError):
 
 class StoreError(TwinError):
     """The store could not complete an operation; the previous state is kept."""
+
+
+class UnknownSensor(TwinError):
+    """No sensor of that id in the city's sensor layers."""

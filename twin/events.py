@@ -3,11 +3,11 @@
 An event is a small JSON-able dict. The shape every producer and consumer agrees on::
 
     {"id": 17, "type": "status", "time": "2026-11-22T03:50:00Z",
-     "layer": "pipe", "uid": "P-0042", "status": "alarm", "previous": "normal",
-     "sensor": "S-0007", "value": 0.12}
+     "layer": "pipe", "uid": "pipe.JS-0042", "status": "alarm", "previous": "normal",
+     "sensor": "sensor.S-0007", "value": 0.12}
 
-`layer` + `uid` name the feature (its feature id is `<layer>.<uid>`); `status` is one of
-STATUSES. Producers call `EventHub.publish` from any thread; each subscriber (an asyncio
+`uid` is the feature's uid (its feature id, as in the features API and the tiles); `layer`
+names its layer; `status` is one of STATUSES. Producers call `EventHub.publish` from any thread; each subscriber (an asyncio
 consumer such as an SSE response) gets every event published after it subscribed, in order.
 A subscriber that falls `backlog` events behind loses the oldest and is told so by a
 `{"type": "overflow"}` event, so a stalled browser tab never holds the server's memory.

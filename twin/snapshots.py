@@ -11,7 +11,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
@@ -22,7 +24,15 @@ from twin.errors import UnknownLayer
 from twin.store import LayerRecord
 from twin.workspace import City
 
-__all__ = ["LayerSnapshot", "CityView"]
+if TYPE_CHECKING:
+    from twin.live import LiveStatus
+    from twin.sensors import SensorRegistry
+
+__all__ = ["LayerSnapshot", "StatusSnapshot", "CityView"]
+
+Bounds = tuple[float, float, float, float]
+# Above this many changed features a status change counts as changed everywhere.
+STATUS_BOXES_LIMIT = 256
 
 
 @dataclass
@@ -73,6 +83,26 @@ class LayerSnapshot:
         return cached
 
 
+@dataclass
+class StatusSnapshot(LayerSnapshot):
+    """A layer snapshot with the live `status` of its features (and a sensor's `value`) as columns.
+
+    It shares the base snapshot's geometries, R-trees and simplified copies; only the
+    attribute columns (and what consumers derive from them) are new per status version.
+    """
+
+    base: LayerSnapshot | None = None
+    status_version: int = 0
+
+    def mercator(self) -> tuple[np.ndarray, shapely.STRtree]:
+        """The base snapshot's Web Mercator geometries and R-tree."""
+        return self.base.mercator()
+
+    def mercator_simplified(self, tolerance: float) -> np.ndarray:
+        """The base snapshot's simplified Web Mercator geometries."""
+        return self.base.mercator_simplified(tolerance)
+
+
 class CityView:
     """Cached, versioned read access to a city's layers, safe to share between threads."""
 
@@ -82,7 +112,12 @@ class CityView:
         self._records: dict[str, LayerRecord] = {}
         self._read_at = 0.0
         self._snapshots: dict[str, LayerSnapshot] = {}
+        self._overlays: dict[str, StatusSnapshot] = {}
         self._lock = threading.Lock()
+        self._overlay_lock = threading.Lock()  # apart: building an overlay loads layers (for the registry)
+        # set by a server that follows live statuses: pipes and sensors then carry them
+        self.live: LiveStatus | None = None
+        self.registry: Callable[[], SensorRegistry] | None = None
 
     def records(self) -> dict[str, LayerRecord]:
         """The catalogue by layer name, at most `ttl` seconds old."""
@@ -106,7 +141,65 @@ class CityView:
         return [r for r in self.records().values() if r.kind != "dem"]
 
     def snapshot(self, name: str) -> LayerSnapshot:
-        """The current version of a vector layer, in memory."""
+        """The current version of a vector layer, in memory, with live statuses where followed."""
+        base = self.base_snapshot(name)
+        if self.live is None or base.record.kind not in ("pipe", "sensor"):
+            return base
+        version = self.live.version(name)
+        current = self._overlays.get(name)
+        if current is not None and current.base is base and current.status_version == version:
+            return current
+        with self._overlay_lock:
+            current = self._overlays.get(name)
+            if current is None or current.base is not base or current.status_version != version:
+                current = self._overlay(base, version)
+                self._overlays[name] = current
+        return current
+
+    def _overlay(self, base: LayerSnapshot, version: int) -> StatusSnapshot:
+        statuses, values = self.live.statuses(base.record.name)
+        uids = base.frame["uid"].astype(str)
+        status = uids.map(statuses)
+        registry = self.registry() if self.registry is not None else None
+        if registry is not None:
+            # a watched feature that has never reported has no data; an unwatched one has no status
+            watched = ({uid for (_, uid) in registry.pipe_sensors} if base.record.kind == "pipe"
+                       else {info.uid for info in registry.sensors.values()})
+            status = status.where(status.notna() | ~uids.isin(watched), "no_data")
+        frame = base.frame.assign(status=status.astype(object).where(status.notna(), None))
+        if base.record.kind == "sensor":
+            frame["value"] = uids.map(values).astype(object).where(uids.map(values).notna(), None)
+        return StatusSnapshot(base.record, frame, base.tree, base=base, status_version=version)
+
+    def versions(self, name: str) -> dict[str, int]:
+        """What a tile of layer `name` depends on: its version, and its status version if live."""
+        record = self.record(name)
+        if self.live is not None and record.kind in ("pipe", "sensor"):
+            return {name: record.version, f"{name}@status": self.live.version(name)}
+        return {name: record.version}
+
+    def status_changes(self, name: str, since: int) -> list[tuple[int, list[Bounds] | None]]:
+        """Where the statuses of layer `name` changed after status version `since` (city CRS boxes)."""
+        if self.live is None:
+            return [(since + 1, None)]
+        version = self.live.version(name)
+        if version <= since:
+            return []
+        uids = self.live.changed_since(name, since)
+        if uids is None:
+            return [(version, None)]
+        base = self.base_snapshot(name)
+        bounds = base.derived.get("uid_bounds")
+        if bounds is None:
+            bounds = base.frame.set_index(base.frame["uid"].astype(str)).bounds
+            base.derived["uid_bounds"] = bounds
+        boxes = bounds.loc[bounds.index.intersection(uids)].to_numpy()
+        if len(boxes) > STATUS_BOXES_LIMIT:
+            boxes = np.array([[boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()]])
+        return [(version, [tuple(float(v) for v in b) for b in boxes])]
+
+    def base_snapshot(self, name: str) -> LayerSnapshot:
+        """The current version of a vector layer as stored, in memory."""
         record = self.record(name)
         if record.kind == "dem":
             raise UnknownLayer(f"layer {name!r} is a raster, not a collection of features")

@@ -45,7 +45,7 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt",
     "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/png",
 ]
-RESERVED = {"bbox", "bbox-crs", "crs", "limit", "offset", "datetime", "f"}
+RESERVED = {"bbox", "bbox-crs", "crs", "limit", "offset", "datetime", "f", "access_token"}
 
 
 def offered_crs(svc: Services) -> list[CRS]:

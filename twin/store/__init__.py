@@ -8,14 +8,17 @@ the city.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import geopandas as gpd
 
-__all__ = ["Bounds", "LayerRecord", "Store", "open_store"]
+from layers.sensors import ObservationRow
+
+__all__ = ["Bounds", "LayerRecord", "Store", "open_store", "ObservationRow", "Reading", "StatusChange",
+           "Assess", "AppendResult", "HistoryBucket"]
 
 
 @dataclass
@@ -52,6 +55,52 @@ class LayerRecord:
 
 Progress = Callable[[int], None]
 Bounds = tuple[float, float, float, float]
+
+
+class Reading(NamedTuple):
+    """A sensor's latest observation."""
+
+    sensor_id: str
+    time_ms: int
+    value: float
+    quality: str | None = None
+
+
+class StatusChange(NamedTuple):
+    """A feature's new status and the reading behind it (`sensor`, `value` None when none)."""
+
+    layer: str
+    uid: str
+    status: str
+    sensor: str | None = None
+    value: float | None = None
+
+
+class HistoryBucket(NamedTuple):
+    """Observations of one sensor within one time bucket (a single observation when not bucketed)."""
+
+    time_ms: int
+    min: float
+    mean: float
+    max: float
+    count: int
+
+
+# assess(readings, statuses) -> changes: the domain's status rule, run by the store inside the
+# transaction that wrote the readings, so that writers in several processes never race on a
+# status. `readings` are the latest readings to judge (sensor id -> Reading); `statuses` the
+# stored status of every feature that has one, by (layer, uid).
+Assess = Callable[[Mapping[str, Reading], Mapping[tuple[str, str], str]], list[StatusChange]]
+
+
+@dataclass
+class AppendResult:
+    """What one batch of observations did to the store."""
+
+    stored: int = 0
+    duplicates: int = 0  # (sensor, time) already held: ignored, the first value stands
+    late: int = 0  # older than the sensor's latest reading: kept as history, status untouched
+    events: list[dict] = field(default_factory=list)
 
 
 @runtime_checkable
@@ -96,6 +145,44 @@ class Store(Protocol):
 
     def delete_layer(self, name: str) -> None:
         """Remove a layer and its data."""
+        ...
+
+    # observations, statuses and status events ---------------------------------------------
+
+    def append_observations(self, rows: Sequence[ObservationRow], *, assess: Assess | None = None,
+                            counts: Mapping[str, int] | None = None) -> AppendResult:
+        """Store a batch in one transaction: duplicates of (sensor, time) ignored, latest readings
+        moved forward, `assess` run on the moved ones and its changes recorded as events, and
+        `counts` (outcome -> n) added to the ingest counters."""
+        ...
+
+    def update_statuses(self, assess: Assess) -> list[dict]:
+        """Run `assess` over every latest reading in one transaction; record its changes as events."""
+        ...
+
+    def latest(self, sensor_ids: Sequence[str] | None = None) -> list[Reading]:
+        """The latest reading of each sensor (of `sensor_ids`, or all)."""
+        ...
+
+    def history(self, sensor_id: str, start_ms: int | None = None, end_ms: int | None = None,
+                bucket_ms: int | None = None, limit: int = 10_000) -> list[HistoryBucket]:
+        """A sensor's observations in [start, end), oldest first, optionally min/mean/max per bucket."""
+        ...
+
+    def statuses(self) -> dict[tuple[str, str], str]:
+        """The stored status of every feature that has one, by (layer, uid)."""
+        ...
+
+    def events_since(self, after_id: int, limit: int = 1000) -> list[dict]:
+        """Status events with an id above `after_id`, oldest first."""
+        ...
+
+    def last_event_id(self) -> int:
+        """The id of the newest status event (0 when none)."""
+        ...
+
+    def ingest_counts(self) -> dict[str, int]:
+        """How many observations each ingest outcome has had, over the city's life."""
         ...
 
 

@@ -4,6 +4,9 @@ Each layer's features live in a table ``<layer>_v<version>``; the catalogue row 
 current one. A new version is written in full by GDAL (pyogrio) first, then one SQLite
 transaction points the catalogue at it and drops the old table, so readers never see a
 half-written layer and a failed ingest leaves the previous version in place.
+
+Sensor observations, the latest reading per sensor, feature statuses and status events
+live in ``city.live.sqlite`` beside the GeoPackage (see `GeoPackageStore._observations`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ import json
 import os
 import re
 import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
 from contextlib import closing
+from datetime import datetime, timezone
 from pathlib import Path
 
 import geopandas as gpd
@@ -23,12 +29,41 @@ import shapely
 
 from layers.kinds import GEOMETRY_TYPE_NAMES
 from twin.errors import StoreError, UnknownLayer
-from twin.store import Bounds, LayerRecord, Progress
+from twin.store import (
+    AppendResult,
+    Assess,
+    Bounds,
+    HistoryBucket,
+    LayerRecord,
+    ObservationRow,
+    Progress,
+    Reading,
+    StatusChange,
+)
 
 __all__ = ["GeoPackageStore"]
 
 CATALOGUE = "twin_layers"
 CHANGES = "twin_changes"
+OBSERVATIONS = "twin_observations"
+LATEST = "twin_latest"
+STATUS = "twin_status"
+EVENTS = "twin_events"
+COUNTS = "twin_ingest_counts"
+
+# Observations clustered by (sensor, time): the key makes a repeated reading a no-op and
+# serves a sensor's history as one range scan.
+_OBSERVATION_TABLES = f"""
+CREATE TABLE IF NOT EXISTS {OBSERVATIONS} (sensor_id TEXT NOT NULL, time INTEGER NOT NULL, value REAL NOT NULL,
+  quality TEXT, PRIMARY KEY (sensor_id, time)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS {LATEST} (sensor_id TEXT PRIMARY KEY, time INTEGER NOT NULL, value REAL NOT NULL,
+  quality TEXT);
+CREATE TABLE IF NOT EXISTS {STATUS} (layer TEXT NOT NULL, uid TEXT NOT NULL, status TEXT NOT NULL,
+  since TEXT NOT NULL, sensor TEXT, value REAL, PRIMARY KEY (layer, uid)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS {EVENTS} (id INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL,
+  layer TEXT NOT NULL, uid TEXT NOT NULL, status TEXT NOT NULL, previous TEXT, sensor TEXT, value REAL);
+CREATE TABLE IF NOT EXISTS {COUNTS} (outcome TEXT PRIMARY KEY, count INTEGER NOT NULL);
+"""
 WRITE_BATCH = 131_072
 
 _CATALOGUE_COLUMNS = {
@@ -97,6 +132,8 @@ class GeoPackageStore:
         self.path = Path(path)
         self.url = f"geopackage:{self.path.name}"
         self.root = self.path.parent
+        self._observations_ready = False
+        self._local = threading.local()
         if not self.path.exists():
             self._create()
 
@@ -279,3 +316,171 @@ class GeoPackageStore:
                 conn.execute(f"DELETE FROM {meta} WHERE table_name = ?", (table,))
 
 
+
+    # observations, statuses and status events ---------------------------------------------
+
+    @property
+    def live_path(self) -> Path:
+        """The SQLite file of observations, statuses and status events, beside the GeoPackage."""
+        return self.path.with_name(self.path.stem + ".live.sqlite")
+
+    def _observations(self) -> sqlite3.Connection:
+        """This thread's connection to the live tables (made once: they are hot paths).
+
+        They live in their own file because GDAL links its own copy of SQLite: two copies
+        in one process each drop the other's POSIX locks when they close the file, which
+        corrupts a database that one writes while the other reads (sqlite.org/howtocorrupt).
+        """
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.live_path, timeout=60, isolation_level=None, check_same_thread=False)
+            # WAL: readers never wait for the writer; NORMAL: a commit survives a crash of the
+            # process (not of the machine) without an fsync per batch
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._local.conn = conn
+        if not self._observations_ready:
+            conn.executescript(_OBSERVATION_TABLES)
+            self._observations_ready = True
+        return conn
+
+    def append_observations(self, rows: Sequence[ObservationRow], *, assess: Assess | None = None,
+                            counts: Mapping[str, int] | None = None) -> AppendResult:
+        """Store a batch in one transaction (see `Store.append_observations`)."""
+        result = AppendResult()
+        conn = self._observations()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if rows:
+                sensors = {r[0] for r in rows}
+                known = dict(_select_in(conn, f"SELECT sensor_id, time FROM {LATEST} WHERE sensor_id IN", sensors))
+                before = conn.total_changes
+                conn.executemany(f"INSERT OR IGNORE INTO {OBSERVATIONS} VALUES (?, ?, ?, ?)", rows)
+                result.stored = conn.total_changes - before
+                result.duplicates = len(rows) - result.stored
+                newest: dict[str, ObservationRow] = {}
+                for row in rows:
+                    seen = known.get(row[0])
+                    if seen is not None and row[1] < seen:
+                        result.late += 1
+                    best = newest.get(row[0])
+                    if best is None or row[1] > best[1]:  # the first of equal times is the one stored
+                        newest[row[0]] = row
+                moved = {sid: Reading(*row) for sid, row in newest.items()
+                         if known.get(sid) is None or row[1] > known[sid]}
+                conn.executemany(
+                    f"INSERT INTO {LATEST} VALUES (?, ?, ?, ?) ON CONFLICT (sensor_id) DO UPDATE SET "
+                    f"time = excluded.time, value = excluded.value, quality = excluded.quality "
+                    f"WHERE excluded.time > {LATEST}.time", list(moved.values()))
+                if assess is not None and moved:
+                    result.events = self._record(conn, assess(moved, self._statuses(conn)))
+            tally = {**(counts or {})}
+            for outcome in ("stored", "duplicates", "late"):
+                if getattr(result, outcome):
+                    tally[outcome] = tally.get(outcome, 0) + getattr(result, outcome)
+            conn.executemany(f"INSERT INTO {COUNTS} VALUES (?, ?) ON CONFLICT (outcome) DO UPDATE "
+                             f"SET count = count + excluded.count", [(k, v) for k, v in tally.items() if v])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return result
+
+    def update_statuses(self, assess: Assess) -> list[dict]:
+        """Run `assess` over every latest reading in one transaction; record its changes as events."""
+        conn = self._observations()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            readings = {r[0]: Reading(*r) for r in conn.execute(f"SELECT * FROM {LATEST}")}
+            events = self._record(conn, assess(readings, self._statuses(conn)))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return events
+
+    @staticmethod
+    def _statuses(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
+        return {(layer, uid): status for layer, uid, status in conn.execute(f"SELECT layer, uid, status FROM {STATUS}")}
+
+    def _record(self, conn: sqlite3.Connection, changes: list[StatusChange]) -> list[dict]:
+        """Write status changes that differ from the stored ones, each with its event."""
+        if not changes:
+            return []
+        stored = self._statuses(conn)
+        time = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        events = []
+        for change in changes:
+            previous = stored.get((change.layer, change.uid))
+            if previous == change.status:
+                continue
+            stored[(change.layer, change.uid)] = change.status
+            conn.execute(f"INSERT OR REPLACE INTO {STATUS} VALUES (?, ?, ?, ?, ?, ?)",
+                         (change.layer, change.uid, change.status, time, change.sensor, change.value))
+            cursor = conn.execute(f"INSERT INTO {EVENTS} (time, layer, uid, status, previous, sensor, value) "
+                                  f"VALUES (?, ?, ?, ?, ?, ?, ?)", (time, change.layer, change.uid, change.status,
+                                                                    previous, change.sensor, change.value))
+            events.append(_event((cursor.lastrowid, time, change.layer, change.uid, change.status, previous,
+                                  change.sensor, change.value)))
+        return events
+
+    def latest(self, sensor_ids: Sequence[str] | None = None) -> list[Reading]:
+        """The latest reading of each sensor (of `sensor_ids`, or all), by sensor id."""
+        conn = self._observations()
+        if sensor_ids is None:
+            rows = conn.execute(f"SELECT * FROM {LATEST} ORDER BY sensor_id").fetchall()
+        else:
+            rows = sorted(_select_in(conn, f"SELECT * FROM {LATEST} WHERE sensor_id IN", set(sensor_ids)))
+        return [Reading(*r) for r in rows]
+
+    def history(self, sensor_id: str, start_ms: int | None = None, end_ms: int | None = None,
+                bucket_ms: int | None = None, limit: int = 10_000) -> list[HistoryBucket]:
+        """A sensor's observations in [start, end), oldest first, optionally min/mean/max per bucket."""
+        conn = self._observations()
+        lo = start_ms if start_ms is not None else -(2**62)
+        hi = end_ms if end_ms is not None else 2**62
+        if bucket_ms:
+            # floor division that also holds before 1970
+            bucket = f"(time - ((time % {int(bucket_ms)}) + {int(bucket_ms)}) % {int(bucket_ms)})"
+            rows = conn.execute(
+                f"SELECT {bucket} AS b, MIN(value), AVG(value), MAX(value), COUNT(*) FROM {OBSERVATIONS} "
+                f"WHERE sensor_id = ? AND time >= ? AND time < ? GROUP BY b ORDER BY b LIMIT ?",
+                (sensor_id, lo, hi, limit)).fetchall()
+        else:
+            rows = conn.execute(f"SELECT time, value, value, value, 1 FROM {OBSERVATIONS} "
+                                f"WHERE sensor_id = ? AND time >= ? AND time < ? ORDER BY time LIMIT ?",
+                                (sensor_id, lo, hi, limit)).fetchall()
+        return [HistoryBucket(*r) for r in rows]
+
+    def statuses(self) -> dict[tuple[str, str], str]:
+        """The stored status of every feature that has one, by (layer, uid)."""
+        return self._statuses(self._observations())
+
+    def events_since(self, after_id: int, limit: int = 1000) -> list[dict]:
+        """Status events with an id above `after_id`, oldest first."""
+        rows = self._observations().execute(f"SELECT * FROM {EVENTS} WHERE id > ? ORDER BY id LIMIT ?",
+                                            (after_id, limit)).fetchall()
+        return [_event(r) for r in rows]
+
+    def last_event_id(self) -> int:
+        """The id of the newest status event (0 when none)."""
+        return self._observations().execute(f"SELECT COALESCE(MAX(id), 0) FROM {EVENTS}").fetchone()[0]
+
+    def ingest_counts(self) -> dict[str, int]:
+        """How many observations each ingest outcome has had, over the city's life."""
+        return dict(self._observations().execute(f"SELECT outcome, count FROM {COUNTS} ORDER BY outcome"))
+
+
+def _event(row: tuple) -> dict:
+    id_, time, layer, uid, status, previous, sensor, value = row
+    return {"id": id_, "type": "status", "time": time, "layer": layer, "uid": uid, "status": status,
+            "previous": previous, "sensor": sensor, "value": value}
+
+
+def _select_in(conn: sqlite3.Connection, query: str, keys: set[str]) -> list[tuple]:
+    """Rows of `query ... IN (keys)`, in chunks under SQLite's variable limit."""
+    keys_list, out = list(keys), []
+    for i in range(0, len(keys_list), 900):
+        chunk = keys_list[i:i + 900]
+        out.extend(conn.execute(f"{query} ({', '.join('?' * len(chunk))})", chunk).fetchall())
+    return out
