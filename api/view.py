@@ -120,6 +120,8 @@ def _dem_bounds(city: City, dem: str) -> list[float]:
 
 def _layers(city: City, preset: str, inline: dict | None, workers: dict[str, str]) -> list[pdk.Layer]:
     utility = preset == "utility"
+    # in the utility view the network is the subject: drawn over the ground and the buildings
+    on_top = {"parameters": {"depthCompare": "always"}} if utility else {}
     layers: list[pdk.Layer] = []
     dem = _layer_of_kind(city, "dem")
     has_terrain = dem is not None
@@ -152,7 +154,7 @@ def _layers(city: City, preset: str, inline: dict | None, workers: dict[str, str
             get_line_width={"@@function": "pipeWidth", "scale": 1.6 if utility else 1.0},
             # square joints: rounded ones cost a software GPU most of its frame
             line_width_units="pixels", line_width_min_pixels=1.5,
-            load_options={"worker": False}))
+            load_options={"worker": False}, **on_top))
 
     sensors = _layer_of_kind(city, "sensor")
     if sensors:
@@ -162,7 +164,7 @@ def _layers(city: City, preset: str, inline: dict | None, workers: dict[str, str
             get_fill_color={"@@function": "sensorColour", "utility": utility, "palette": STATUS_COLOURS},
             get_line_color=[20, 20, 20], stroked=True, line_width_min_pixels=1,
             radius_units="pixels", get_radius=6 if utility else 3, pickable=True, auto_highlight=True,
-            visible=True, load_options={"worker": False}))
+            visible=True, load_options={"worker": False}, **on_top))
 
     for kind in FACILITY_KINDS:
         name = _layer_of_kind(city, kind)
