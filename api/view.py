@@ -63,6 +63,9 @@ TERRARIUM = {"rScaler": 256, "gScaler": 1, "bScaler": 1 / 256, "offset": -32768}
 # Facility layers drawn as points, and the kinds they may be; sensors are drawn on their own.
 FACILITY_KINDS = ("manhole", "lamp", "camera", "weather_station", "base_station")
 EXPORT_LIMIT_BYTES = 40_000_000
+# Pipes are draped on the DEM vertex by vertex; a quarter metre off in 3D is invisible on a
+# map and leaves a fraction of the vertices for the browser to draw every frame.
+PIPE_SIMPLIFY_M = 0.25
 
 
 class ExportTooLarge(TwinError):
@@ -147,7 +150,7 @@ def _layers(city: City, preset: str, inline: dict | None, workers: dict[str, str
     pipes = _layer_of_kind(city, "pipe")
     if pipes:
         layers.append(pdk.Layer(
-            "GeoJsonLayer", id="pipes", data=_url(f"collections/{pipes}/items?limit=10000", inline, "pipes"),
+            "GeoJsonLayer", id="pipes", data=_url(f"collections/{pipes}/items?limit=10000&simplify={PIPE_SIMPLIFY_M}", inline, "pipes"),
             stroked=True, filled=False, pickable=True, auto_highlight=True, highlight_color=[255, 255, 255, 200],
             get_line_color={"@@function": "pipeColour", "by": "status" if utility else "utility",
                             "palette": STATUS_COLOURS if utility else UTILITY_COLOURS},

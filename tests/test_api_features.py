@@ -212,3 +212,29 @@ def test_nothing_a_client_sends_to_tiles_is_a_server_error(server, prefix, z, x,
     path = f"{prefix}/{z}/{x}/{y}.png" if prefix.startswith("/terrain") else f"{prefix}/{z}/{y}/{x}"
     response = httpx.get(f"{server.url}{path}", timeout=30)
     assert response.status_code < 500, (path, response.text)
+
+
+def test_simplify_drops_pipe_vertices_but_keeps_ends_and_profile_within_tolerance(server):
+    full = get(server, "/collections/pipe/items", limit=10_000).json()["features"]
+    lean = get(server, "/collections/pipe/items", limit=10_000, simplify=0.25).json()["features"]
+    assert [f["id"] for f in full] == [f["id"] for f in lean]
+    vertices = sum(len(f["geometry"]["coordinates"]) for f in full)
+    kept = sum(len(f["geometry"]["coordinates"]) for f in lean)
+    assert kept < vertices / 3
+    for a, b in zip(full, lean):
+        ends = [a["geometry"]["coordinates"][k] for k in (0, -1)]
+        assert [b["geometry"]["coordinates"][k] for k in (0, -1)] == ends
+    # the kept heights are the surveyed ones: a pipe's lowest point stays within the tolerance
+    for a, b in zip(full[:50], lean[:50]):
+        assert min(c[2] for c in b["geometry"]["coordinates"]) <= min(c[2] for c in a["geometry"]["coordinates"]) + 0.25
+
+
+def test_a_browser_gets_the_web_view_and_a_client_the_landing_json(server):
+    page = httpx.get(f"{server.url}/", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert page.headers["content-type"].startswith("text/html")
+    assert "twin-config" in page.text and "unpkg" not in page.text and "cdn" not in page.text.lower()
+    assert get(server, "/").headers["content-type"].startswith("application/json")
+    assert get(server, "/", f="html").headers["content-type"].startswith("text/html")
+    assert get(server, "/", preset="nope", f="html").status_code == 400
+    assert get(server, "/bim/pick", lon=0, lat=0, z=0).status_code == 404
+    assert get(server, "/bim/pick", lon=999, lat=0, z=0).status_code == 400

@@ -130,6 +130,7 @@ class FeatureQuery:
     datetime: tuple[pd.Timestamp | None, pd.Timestamp | None] | None = None
     limit: int = 100
     offset: int = 0
+    simplify: float | None = None  # metres: drop vertices that lie closer than this to the line
 
 
 def time_column(snapshot: LayerSnapshot) -> str | None:
@@ -217,9 +218,53 @@ def _geometries_out(geoms: np.ndarray, source: CRS, target: CRS) -> list[dict]:
     return [json.loads(g) if g is not None else None for g in shapely.to_geojson(geoms)]
 
 
-def _features(snapshot: LayerSnapshot, positions: np.ndarray, target: CRS, full: bool) -> list[dict]:
+def _keep_3d(coords: np.ndarray, tolerance: float) -> np.ndarray:
+    """Douglas-Peucker in 3D: which vertices of a line to keep."""
+    keep = np.zeros(len(coords), dtype=bool)
+    keep[[0, -1]] = True
+    spans = [(0, len(coords) - 1)]
+    while spans:
+        i, j = spans.pop()
+        if j <= i + 1:
+            continue
+        axis = coords[j] - coords[i]
+        offsets = coords[i + 1:j] - coords[i]
+        length = float(np.sqrt(axis @ axis))
+        distance = (np.linalg.norm(np.cross(offsets, axis), axis=1) / length if length > 0
+                    else np.linalg.norm(offsets, axis=1))
+        k = int(np.argmax(distance))
+        if distance[k] > tolerance:
+            keep[i + 1 + k] = True
+            spans += [(i, i + 1 + k), (i + 1 + k, j)]
+    return keep
+
+
+def simplify_3d(geoms: np.ndarray, tolerance: float) -> np.ndarray:
+    """Lines with fewer vertices, none moved by more than `tolerance` in 3D (heights count:
+    a pipe draped on hilly ground keeps its profile); other geometries simplified in plan.
+
+    Examples
+    --------
+    >>> line = shapely.LineString([(0, 0, 0), (5, 0, 0.01), (10, 0, 0), (20, 0, 3)])
+    >>> shapely.get_coordinates(simplify_3d(np.array([line]), 0.1)[0], include_z=True).tolist()
+    [[0.0, 0.0, 0.0], [10.0, 0.0, 0.0], [20.0, 0.0, 3.0]]
+    """
+    out = np.asarray(geoms, dtype=object).copy()
+    lines = (shapely.get_type_id(out) == 1) & shapely.has_z(out)
+    for k in np.flatnonzero(lines):
+        coords = shapely.get_coordinates(out[k], include_z=True)
+        out[k] = shapely.linestrings(coords[_keep_3d(coords, tolerance)])
+    if (~lines).any():
+        out[~lines] = shapely.simplify(out[~lines], tolerance, preserve_topology=True)
+    return out
+
+
+def _features(snapshot: LayerSnapshot, positions: np.ndarray, target: CRS, full: bool,
+              simplify: float | None = None) -> list[dict]:
     frame = snapshot.frame.iloc[positions]
     geoms = np.asarray(frame.geometry.values, dtype=object)
+    if simplify:
+        geoms = simplify_3d(geoms, simplify)
     geometries = _geometries_out(geoms, snapshot.frame.crs, target)
     columns = [c for c in frame.columns if c != frame.geometry.name and (full or c not in LARGE_COLUMNS)]
     records = frame[columns].to_dict(orient="records")
@@ -240,7 +285,7 @@ def feature_collection(snapshot: LayerSnapshot, positions: np.ndarray, query: Fe
                        target: CRS) -> tuple[list[dict], int]:
     """The page of features the query asks for, and how many matched in all."""
     page = positions[query.offset:query.offset + query.limit]
-    return _features(snapshot, page, target, full=False), len(positions)
+    return _features(snapshot, page, target, full=False, simplify=query.simplify), len(positions)
 
 
 def feature(snapshot: LayerSnapshot, uid: str, target: CRS) -> dict | None:

@@ -45,7 +45,7 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt",
     "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/png",
 ]
-RESERVED = {"bbox", "bbox-crs", "crs", "limit", "offset", "datetime", "f", "access_token"}
+RESERVED = {"bbox", "bbox-crs", "crs", "limit", "offset", "datetime", "f", "access_token", "simplify"}
 
 
 def offered_crs(svc: Services) -> list[CRS]:
@@ -157,14 +157,16 @@ def items(
     limit: Annotated[str | None, Query(description="features per page, 1..max (default 100)")] = None,
     offset: Annotated[str | None, Query(description="features to skip (for paging; follow the next link)")] = None,
     datetime_: Annotated[str | None, Query(alias="datetime", description="instant or interval (a/b, ../b, a/..)")] = None,
+    simplify: Annotated[float | None, Query(ge=0, le=1000, description="metres: leave out vertices closer than "
+                                            "this to the line (in 3D for lines with heights), for maps")] = None,
 ) -> Response:
-    """Features with bbox, property filters (e.g. ?utility=gas), datetime, paging and CRS."""
+    """Features with bbox, property filters (e.g. ?utility=gas), datetime, paging, CRS and simplification."""
     settings = svc.settings
     snapshot = svc.view.snapshot(collection_id)
     offered = offered_crs(svc)
     target = parse_crs_uri(crs, offered) if crs else CRS84
     query = FeatureQuery(limit=_int_param("limit", limit, settings.default_limit, 1, settings.max_limit),
-                         offset=_int_param("offset", offset, 0, 0, 10**12))
+                         offset=_int_param("offset", offset, 0, 0, 10**12), simplify=simplify)
     if bbox is not None:
         query.bbox = parse_bbox(bbox, parse_crs_uri(bbox_crs, offered) if bbox_crs else CRS84, svc.view.city.crs)
     elif bbox_crs is not None:

@@ -86,9 +86,13 @@
     loaded[key] = true;
   }
 
+  // Until the first frame with buildings and pipes, the BIM models and the points wait: on a
+  // slow GPU every layer drawn makes every frame slower, and the district comes first.
+  const waitsForFirstFrame = id => id === 'bim' || id === 'sensors' || id.startsWith('facility-');
+
   function buildLayers() {
     const props = converter.convert(config.presets[preset]);
-    return props.layers.map(layer => {
+    return props.layers.filter(layer => readyAt !== null || !waitsForFirstFrame(layer.id)).map(layer => {
       const extra = {};
       const id = layer.id;
       if (id === 'terrain') {
@@ -230,6 +234,7 @@
         window.twin.ready = {ms: readyAt, at: new Date().toISOString()};
         document.body.dataset.ready = 'true';
         console.info(`twin: first frame with buildings and pipes at ${readyAt.toFixed(0)} ms`);
+        setTimeout(render, 0);  // now the layers that waited
       }
     },
   });
