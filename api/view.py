@@ -217,7 +217,9 @@ def legend(city: City) -> dict:
         "utility": {u: UTILITY_COLOURS.get(u, [160, 160, 160]) for u in utilities or UTILITIES},
         "status": {s.replace("_", " "): c for s, c in STATUS_COLOURS.items()},
         "facility": {k.replace("_", " "): FACILITY_COLOURS[k] for k in FACILITY_KINDS if _layer_of_kind(city, k)},
-        "building": {"GIS building": BUILDING_COLOUR, "BIM model": BIM_COLOUR},
+        "building": {name: colour for name, colour, kinds in (("GIS building", BUILDING_COLOUR, ("building",)),
+                                                             ("BIM model", BIM_COLOUR, ("bim", "facility")))
+                     if any(_layer_of_kind(city, k) for k in kinds)},
     }
 
 

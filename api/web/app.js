@@ -67,9 +67,11 @@
     if (toggle) hidden.add(toggle[1].join(','));
   }
   let groundOpacity = null;  // null: the preset's own
-  let preset = params.get('preset') || config.preset;
+  let preset = config.presets[params.get('preset')] ? params.get('preset') : config.preset;
   let layers = [];
-  const loaded = {buildings: false, pipes: false};
+  // a city without buildings (a pipe network alone) or without pipes is ready without them
+  const drawnAtFirst = new Set(config.presets[preset].layers.map(l => l.id));
+  const loaded = {buildings: !drawnAtFirst.has('buildings'), pipes: !drawnAtFirst.has('pipes')};
   let readyAt = null;
   window.twin = {config, live, ready: null, softwareGL, presetLayers: () => layers.map(l => l.id)};
 
@@ -309,6 +311,7 @@
   const legend = document.getElementById('legend');
   const titles = {building: 'Buildings', utility: 'Pipes by utility', status: 'Monitoring status', facility: 'Facilities'};
   for (const [group, entries] of Object.entries(config.legend)) {
+    if (!Object.keys(entries).length) continue;
     const block = document.createElement('div');
     block.className = 'legend-group';
     block.innerHTML = `<h2>${esc(titles[group] || group)}</h2>` + Object.entries(entries).map(([name, [r, g, b]]) =>
