@@ -128,10 +128,16 @@ def _layers(city: City, preset: str, inline: dict | None, workers: dict[str, str
     layers: list[pdk.Layer] = []
     dem = _layer_of_kind(city, "dem")
     has_terrain = dem is not None
-    on_ground = [{"@@type": "TerrainExtension"}] if has_terrain else []
+    # Over opaque ground a building is a prism from sea level to its roof (ground z + height):
+    # the terrain hides what is below ground and the roof is where the survey says. Through
+    # translucent ground that would show stilts, so there it stands on the drawn terrain
+    # (deck.gl's terrain extension, which costs a software GPU a second of first frame).
+    on_ground = [{"@@type": "TerrainExtension"}] if has_terrain and utility else []
+    roof = ("(properties.ground_z || 0) + " if has_terrain and not utility else "") + \
+        "(properties.height_m || (properties.floors || 1) * 3)"
     if has_terrain:
         terrain = dict(
-            id="terrain", operation="terrain+draw", elevation_decoder=TERRARIUM, mesh_max_error=1.5,
+            id="terrain", operation="terrain+draw", elevation_decoder=TERRARIUM, mesh_max_error=2.5,  # metres: a quarter of the triangles of 1 m
             opacity=0.4 if utility else 1.0, color=[255, 255, 255], pickable=False,
             load_options={"terrain": {"workerUrl": workers["terrain"]}})
         if inline is None:
@@ -186,7 +192,7 @@ def _layers(city: City, preset: str, inline: dict | None, workers: dict[str, str
         common = dict(
             id="buildings", extruded=True, wireframe=False, filled=True, stroked=False, pickable=True,
             auto_highlight=True, highlight_color=[255, 220, 0, 180],
-            get_elevation="properties.height_m || (properties.floors || 1) * 3",
+            get_elevation=roof,
             get_fill_color=fill, material={"ambient": 0.45, "diffuse": 0.6, "shininess": 20},
             # a footprint that a BIM model represents is drawn by the model instead
             get_filter_value="properties.represented_by_bim ? 0 : 1", filter_range=[1, 1],

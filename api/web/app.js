@@ -84,6 +84,13 @@
     return false;
   }
 
+  function groundIsOpaque() {
+    const terrain = config.presets[preset].layers.find(l => l.id === 'terrain');
+    if (!terrain) return true;  // no terrain: heights are absolute either way
+    const opacity = groundOpacity !== null ? groundOpacity : (terrain.opacity !== undefined ? terrain.opacity : 1);
+    return opacity >= 1 && !isHidden('terrain');
+  }
+
   function markLoaded(key) {
     loaded[key] = true;
   }
@@ -114,6 +121,12 @@
       if (id === 'buildings') {
         extra.onViewportLoad = () => markLoaded('buildings');
         extra.onDataLoad = () => markLoaded('buildings');
+        if (!groundIsOpaque() && !layer.props.extensions.some(e => e instanceof core._TerrainExtension)) {
+          // seen through the ground, a prism from sea level would show: stand on the terrain
+          extra.extensions = [...layer.props.extensions, new core._TerrainExtension()];
+          extra.getElevation = f => f.properties.height_m || (f.properties.floors || 1) * 3;
+          extra.updateTriggers = {getElevation: 'on-terrain'};
+        }
       }
       if ((id === 'pipes' || id === 'buildings') && typeof layer.props.data !== 'string') markLoaded(id);
       return layer.clone(extra);
