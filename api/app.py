@@ -25,14 +25,14 @@ from api.auth import Tokens, Unauthorized, require_read
 from api.deps import Services
 from api.routes import events, features, sensors, tiles, web
 from api.settings import ApiSettings
-from api.view import WEB_ROOT
+from api.view import PIPE_SIMPLIFY_M, PRESETS, WEB_ROOT
 from tiles.grid import TileOutOfRange
 from tiles.service import TileService
 from tiles.terrain import NoTerrain
 from twin.errors import BadObservation, NotACity, UnknownLayer, UnknownSensor
 from twin.events import EventHub
 from twin.live import CityRegistry, LiveStatus
-from twin.query import BadQuery
+from twin.query import BadQuery, select_simplified
 from twin.sensors import SensorMonitor, Thresholds
 from twin.snapshots import CityView
 
@@ -163,12 +163,20 @@ def _start_feeds(settings: ApiSettings, monitor: SensorMonitor, view: CityView) 
 
 
 def _warm(view: CityView) -> None:
-    """Read every vector layer into memory with its tile geometry."""
+    """Read every vector layer into memory with its tile geometry, and make the web view's pages."""
     for record in view.vector_layers():
         try:
             view.snapshot(record.name).mercator()
         except Exception:  # a layer that fails here fails with a clear error on request
             log.warning("could not preload layer %s", record.name, exc_info=True)
+    try:
+        for preset in PRESETS:
+            web.cached_page(view, preset)
+        for record in view.vector_layers():
+            if record.kind == "pipe":  # what the page asks for first
+                select_simplified(view.snapshot(record.name), PIPE_SIMPLIFY_M)
+    except Exception:
+        log.warning("could not prepare the web view", exc_info=True)
 
 
 def app_from_env() -> FastAPI:

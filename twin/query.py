@@ -259,12 +259,30 @@ def simplify_3d(geoms: np.ndarray, tolerance: float) -> np.ndarray:
     return out
 
 
+def _simplified(snapshot: LayerSnapshot, tolerance: float) -> np.ndarray:
+    """The layer's geometries simplified to `tolerance`, made once per layer version (a live
+    status overlay shares its base layer's)."""
+    base = getattr(snapshot, "base", None) or snapshot
+    key = ("simplified", float(tolerance))
+    cached = base.derived.get(key)
+    if cached is None:
+        cached = simplify_3d(np.asarray(base.frame.geometry.values, dtype=object), tolerance)
+        if len(base.derived) < 64:
+            base.derived[key] = cached
+    return cached
+
+
+def select_simplified(snapshot: LayerSnapshot, tolerance: float) -> None:
+    """Make (and keep) the layer's geometries simplified to `tolerance` ahead of a request."""
+    _simplified(snapshot, tolerance)
+
+
 def _features(snapshot: LayerSnapshot, positions: np.ndarray, target: CRS, full: bool,
               simplify: float | None = None) -> list[dict]:
     frame = snapshot.frame.iloc[positions]
     geoms = np.asarray(frame.geometry.values, dtype=object)
     if simplify:
-        geoms = simplify_3d(geoms, simplify)
+        geoms = _simplified(snapshot, simplify)[positions]
     geometries = _geometries_out(geoms, snapshot.frame.crs, target)
     columns = [c for c in frame.columns if c != frame.geometry.name and (full or c not in LARGE_COLUMNS)]
     records = frame[columns].to_dict(orient="records")

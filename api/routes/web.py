@@ -16,6 +16,7 @@ from twin.bim import ELEMENT_LAYER, element_at
 from twin.crs import WGS84, transformer
 from twin.errors import UnknownLayer
 from twin.query import CRS84, BadQuery, feature
+from twin.snapshots import CityView
 
 router = APIRouter(tags=["Web view"])
 
@@ -37,17 +38,22 @@ def page_response(request: Request, svc: Services) -> Response:
     preset = request.query_params.get("preset", "planning")
     if preset not in PRESETS:
         raise BadQuery(f"unknown preset {preset!r}: use one of {', '.join(PRESETS)}")
-    records = svc.view.records()
-    key = (preset, tuple(sorted((name, r.version) for name, r in records.items())))
+    return HTMLResponse(cached_page(svc.view, preset), headers={"Cache-Control": "no-cache"})
+
+
+def cached_page(view: CityView, preset: str) -> str:
+    """The page of `preset` for the city's current layer versions (the server's warm-up makes it
+    before the first visitor asks)."""
+    key = (preset, tuple(sorted((name, r.version) for name, r in view.records().items())))
     with _pages_lock:
         page = _pages.get(key)
     if page is None:
-        page = page_html(svc.view.city, preset)
+        page = page_html(view.city, preset)
         with _pages_lock:
             if len(_pages) > 16:
                 _pages.clear()
             _pages[key] = page
-    return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+    return page
 
 
 @router.get("/bim/pick", summary="The BIM element at a 3D point", response_class=Response)
