@@ -147,12 +147,16 @@ def _start_feeds(settings: ApiSettings, monitor: SensorMonitor, view: CityView) 
     if settings.mqtt_url:
         from layers.mqtt import ObservationSubscriber
 
-        # one persistent session per city and worker; the shared subscription splits the
-        # stream between a server's workers instead of giving each all of it
-        client_id = f"twin-{_city_key(view)}" + (f"-{os.getpid()}" if settings.workers > 1 else "")
+        # one persistent session per city and worker; with several workers a shared
+        # subscription splits the stream between them instead of giving each all of it. One
+        # worker subscribes plainly: Mosquitto 2.0.11 (Debian 12) does not bring a shared
+        # subscription back from its persistence after a restart, so what arrives before we
+        # reconnect would be dropped; a plain subscription keeps it queued for us.
+        shared = settings.workers > 1
+        client_id = f"twin-{_city_key(view)}" + (f"-{os.getpid()}" if shared else "")
         feeds.append(ObservationSubscriber(
             settings.mqtt_url, lambda rows, rejected: monitor.ingest(rows, rejected, source="mqtt"),
-            client_id=client_id, shared=True,
+            client_id=client_id, shared=shared,
             max_future_ms=int(settings.max_future_s * 1000)).start())
     if settings.simulate_rate > 0:
         from twin.simulate import Simulator

@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -167,10 +168,16 @@ def _with_sensor(payload: bytes, sensor_id: str | None):
 
 
 class ObservationPublisher:
-    """Publishes observations with QoS 1; while the broker is away paho queues them and resends."""
+    """Publishes observations with QoS 1; while the broker is away paho queues them and resends.
+
+    It keeps a named session on the broker: a client that comes back to no session must drop
+    the messages the broker had not yet acknowledged (MQTT 5, 3.2.2.1.1), so an anonymous
+    publisher loses what was in flight when the broker restarts.
+    """
 
     def __init__(self, url: str, client_id: str = "", max_inflight: int = 1000) -> None:
         self.host, self.port = parse_url(url)
+        client_id = client_id or f"twin-publisher-{uuid.uuid4().hex[:12]}"
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
         self.client.max_inflight_messages_set(max_inflight)
         self.client.max_queued_messages_set(0)
@@ -181,7 +188,9 @@ class ObservationPublisher:
 
     def start(self, timeout: float = 30) -> "ObservationPublisher":
         """Connect and wait for the broker (up to `timeout` seconds)."""
-        self.client.connect_async(self.host, self.port, keepalive=15)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        self.client.connect_async(self.host, self.port, keepalive=15, properties=props)
         self.client.loop_start()
         if not self.connected.wait(timeout):
             raise ConnectionError(f"no MQTT broker answered at {self.host}:{self.port}")
