@@ -149,9 +149,9 @@ def _start_feeds(settings: ApiSettings, monitor: SensorMonitor, view: CityView) 
 
         # one persistent session per city and worker; with several workers a shared
         # subscription splits the stream between them instead of giving each all of it. One
-        # worker subscribes plainly: Mosquitto 2.0.11 (Debian 12) does not bring a shared
-        # subscription back from its persistence after a restart, so what arrives before we
-        # reconnect would be dropped; a plain subscription keeps it queued for us.
+        # worker subscribes plainly: over a restart of Mosquitto 2.0.11 (Debian 12) the tests
+        # lost what arrived for a shared subscription before we reconnected (2 runs in 6),
+        # and never with a plain one, which the broker keeps queuing for us.
         shared = settings.workers > 1
         client_id = f"twin-{_city_key(view)}" + (f"-{os.getpid()}" if shared else "")
         feeds.append(ObservationSubscriber(
