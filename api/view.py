@@ -40,7 +40,8 @@ WEB_ROOT = Path(__file__).parent / "web"
 VENDOR_SCRIPTS = ("vendor/deck.gl-9.2.11.min.js", "vendor/deck.gl-json-9.2.11.min.js")
 PAGE_SCRIPTS = ("app.js",)
 # loaders.gl parses vector tiles and terrain in web workers, by default fetched from unpkg
-WORKERS = {"mvt": "vendor/mvt-worker-4.3.4.js", "terrain": "vendor/terrain-worker-4.3.4.js"}
+WORKERS = {"mvt": "vendor/loaders.gl/mvt@4.3.4/dist/mvt-worker.js",
+           "terrain": "vendor/loaders.gl/terrain@4.3.4/dist/terrain-worker.js"}
 PAGE_STYLES = ("style.css",)
 PRESETS = ("planning", "utility")
 # deck.gl's JSON bundle replaces the `deck` global with its own exports: keep the core's
