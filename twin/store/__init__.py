@@ -169,6 +169,10 @@ class Store(Protocol):
         """A sensor's observations in [start, end), oldest first, optionally min/mean/max per bucket."""
         ...
 
+    def reporting_sensors(self, start_ms: int, end_ms: int) -> set[str]:
+        """Ids of the sensors with at least one observation in (start, end]."""
+        ...
+
     def statuses(self) -> dict[tuple[str, str], str]:
         """The stored status of every feature that has one, by (layer, uid)."""
         ...

@@ -452,6 +452,14 @@ class GeoPackageStore:
                                 (sensor_id, lo, hi, limit)).fetchall()
         return [HistoryBucket(*r) for r in rows]
 
+    def reporting_sensors(self, start_ms: int, end_ms: int) -> set[str]:
+        """Ids of the sensors with at least one observation in (start, end]."""
+        # one index probe per sensor that ever reported, not a scan of all observations
+        rows = self._observations().execute(
+            f"SELECT sensor_id FROM {LATEST} AS l WHERE EXISTS (SELECT 1 FROM {OBSERVATIONS} AS o "
+            f"WHERE o.sensor_id = l.sensor_id AND o.time > ? AND o.time <= ?)", (int(start_ms), int(end_ms)))
+        return {r[0] for r in rows}
+
     def statuses(self) -> dict[tuple[str, str], str]:
         """The stored status of every feature that has one, by (layer, uid)."""
         return self._statuses(self._observations())
