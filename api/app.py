@@ -23,13 +23,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import Tokens, Unauthorized, require_read
 from api.deps import Services
-from api.routes import events, features, sensors, tiles, web
+from api.routes import events, features, indicators, sensors, tiles, web
 from api.settings import ApiSettings
 from api.view import PIPE_SIMPLIFY_M, PRESETS, WEB_ROOT
 from tiles.grid import TileOutOfRange
 from tiles.service import TileService
 from tiles.terrain import NoTerrain
 from twin.errors import BadObservation, NotACity, UnknownLayer, UnknownSensor
+from twin.indicators import MissingLayer
 from twin.events import EventHub
 from twin.live import CityRegistry, LiveStatus
 from twin.query import BadQuery, select_simplified
@@ -49,6 +50,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     UnknownLayer: 404,
     UnknownSensor: 404,
     NoTerrain: 404,
+    MissingLayer: 404,
 }
 
 
@@ -121,6 +123,7 @@ def create_app(root: str | Path | None = None, settings: ApiSettings | None = No
     app.include_router(tiles.router, dependencies=reads)
     app.include_router(events.router, dependencies=reads)
     app.include_router(sensors.router)
+    app.include_router(indicators.router, dependencies=reads)
     app.include_router(web.router, dependencies=reads)
     app.mount("/static", StaticFiles(directory=WEB_ROOT), name="static")
     return app

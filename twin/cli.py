@@ -330,6 +330,94 @@ def view(
 
 
 @app.command()
+def coverage(
+    city: Annotated[Path, typer.Argument(help="The city workspace folder.")],
+    indicator: Annotated[Optional[list[str]], typer.Argument(help="Indicators to compute (default: every one the model has data for).", show_default=False)] = None,
+    by: Annotated[Optional[str], typer.Option("--by", help="Also per area of this kind: district.")] = None,
+    at: Annotated[Optional[str], typer.Option("--at", help="Judge monitoring at this ISO 8601 time (default: now; UTC unless it has an offset).")] = None,
+    window: Annotated[Optional[str], typer.Option("--window", help="A sensor monitors its pipe when it reported within this window before --at (24h, 30min, 7d), or 'none' to count installed sensors. Default: indicators.toml.")] = None,
+    scales: Annotated[Optional[str], typer.Option("--scales", help="Map sheet scales that count for topo_map_coverage, e.g. 500,1000,2000 (default: up to 1:2000).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
+    map_out: Annotated[Optional[Path], typer.Option("--map", help="Draw the indicators' maps into this PNG.")] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write one HTML page with every indicator, its map and its district table.")] = None,
+    targets: Annotated[Optional[Path], typer.Option("--targets", help="A targets file overriding CITY/indicators.toml and the shipped targets.")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Exit with status 2 when a target is not met (for scripts and CI).")] = False,
+) -> None:
+    """Smart-city coverage indicators against their targets, per city and per district."""
+    import csv
+
+    import shapely
+
+    from twin.indicators import (INDICATORS, ModelData, Options, compute_all, load_targets, parse_at, parse_scales,
+                                 parse_window)
+    from twin.workspace import City
+
+    with _errors():
+        if fmt not in ("table", "json", "csv"):
+            raise typer.BadParameter(f"unknown format {fmt!r}: use table, json or csv", param_hint="--format")
+        if by not in (None, "district"):
+            raise typer.BadParameter(f"cannot group by {by!r}: use --by district", param_hint="--by")
+        for name in indicator or []:
+            if name not in INDICATORS:
+                raise typer.BadParameter(f"unknown indicator {name!r}; known: {', '.join(INDICATORS)}")
+        c = City.open(city)
+        options = Options(at_ms=parse_at(at), window_ms=-1 if window is None else parse_window(window),
+                          scales=parse_scales(scales), explain=True)
+        data = ModelData.from_city(c)
+        skipped: list[str] = []
+        results = compute_all(data, indicator, by_district=by == "district", options=options,
+                              targets=load_targets(c.root, targets), skipped=skipped)
+        districts = None
+        if (map_out or report) and data.has("district"):
+            districts = shapely.GeometryCollection(list(data.geoms("district", "maps")))
+        if map_out:
+            from twin.indicator_maps import draw_maps
+
+            draw_maps(results, map_out, districts)
+            err.print(f"wrote {map_out}")
+        if report:
+            from twin.indicator_maps import write_report
+
+            write_report(results, report, city=c.name, districts=districts, skipped=skipped)
+            err.print(f"wrote {report}")
+    if fmt == "json":
+        print(json.dumps([r.to_dict(c.crs) for r in results], ensure_ascii=False, indent=2))
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["indicator", "district", "value", "unit", "numerator", "denominator", "measure", "target",
+                         "compare", "met", "margin", "stars", "reason"])
+        for r in results:
+            for row in [r, *(r.by or [])]:
+                writer.writerow([r.indicator, row.district or "", row.value, row.unit, row.numerator, row.denominator,
+                                 row.measure, row.target, row.compare, row.met, row.margin, row.stars, row.reason or ""])
+    else:
+        table = Table(title=f"coverage indicators: {c.name}")
+        for col in ("indicator", "district", "value", "target", "met", "margin", "stars", "numerator / denominator"):
+            table.add_column(col, justify="right" if col in ("value", "target", "margin") else "left")
+        for r in results:
+            for row in [r, *(r.by or [])]:
+                shown = _indicator_value(row.value, row.unit)
+                verdict = "—" if row.met is None else ("[green]met[/]" if row.met else "[red]not met[/]")
+                margin = "" if row.margin is None else _indicator_value(row.margin, row.unit, signed=True)
+                stars = "" if row.stars is None else "★" * row.stars
+                table.add_row(r.indicator if row is r else "", row.district or "", shown,
+                              f"{row.compare} {_indicator_value(row.target, row.unit)}", verdict, margin, stars,
+                              row.reason or f"{row.numerator:,.0f} / {row.denominator:,.0f} {row.measure}")
+        out.print(table)
+        for note in skipped:
+            out.print(f"[dim]not computed: {note}[/]", highlight=False)
+    if check and any(r.met is False for r in results):
+        raise typer.Exit(2)
+
+
+def _indicator_value(value: float | None, unit: str, signed: bool = False) -> str:
+    if value is None:
+        return "—"
+    sign = "+" if signed else ""
+    return f"{value:{sign}.1%}" if unit == "ratio" else f"{value:{sign}.2f} km"
+
+
+@app.command()
 def demo(
     port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 8000,
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Build the demo cities and stop.")] = False,

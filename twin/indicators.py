@@ -37,7 +37,7 @@ from twin.errors import TwinError
 from twin.sensors import SensorRegistry
 
 __all__ = ["INDICATORS", "Indicator", "IndicatorResult", "MissingLayer", "ModelData", "Target", "compute",
-           "compute_all", "load_targets", "parse_window", "measurable_indicators"]
+           "compute_all", "load_targets", "parse_at", "parse_scales", "parse_window", "measurable_indicators"]
 
 DEFAULT_TARGETS = Path(__file__).with_name("indicators.toml")
 CITY_TARGETS = "indicators.toml"
@@ -132,6 +132,46 @@ def parse_window(text: str | None) -> int | None:
     unit = {"ms": 1, "s": 1000, "sec": 1000, "min": 60_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
             "w": 604_800_000}[match.group(2)]
     return int(float(match.group(1)) * unit)
+
+
+def parse_at(text: str | None) -> int | None:
+    """An ISO 8601 time (UTC unless it carries an offset) in epoch milliseconds; None for now.
+
+    Examples
+    --------
+    >>> parse_at("2026-01-01T08:00:00+08:00")
+    1767225600000
+    """
+    if text is None or str(text).strip().lower() in ("", "now"):
+        return None
+    try:
+        stamp = pd.Timestamp(str(text).strip())
+    except (ValueError, TypeError):
+        raise ValueError(f"time {text!r} is not an ISO 8601 time such as 2026-01-01T08:00:00+08:00") from None
+    if stamp is pd.NaT:
+        raise ValueError(f"time {text!r} is not an ISO 8601 time such as 2026-01-01T08:00:00+08:00")
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return int(stamp.value // 1_000_000)
+
+
+def parse_scales(text: str | None) -> tuple[int, ...] | None:
+    """Map sheet scales such as '500,1000' or '1:1000,1:2000' (None: the configured maximum).
+
+    Examples
+    --------
+    >>> parse_scales("1:500, 1000")
+    (500, 1000)
+    """
+    if not text:
+        return None
+    scales = []
+    for part in str(text).split(","):
+        part = part.strip().removeprefix("1:")
+        if not part.isdigit() or int(part) <= 0:
+            raise ValueError(f"scale {part!r} in {text!r} is not a scale denominator like 1000 or 1:1000")
+        scales.append(int(part))
+    return tuple(scales)
 
 
 # the model's data -------------------------------------------------------------------------
@@ -350,7 +390,8 @@ class IndicatorResult:
                 and not self.measured.uncovered.is_empty:
             out["uncovered"] = _geojson(self.measured.uncovered, crs)
         if self.by is not None:
-            out["by"] = [d.to_dict(crs, geometry=False) for d in self.by]
+            out["by"] = [{k: v for k, v in d.to_dict(crs, geometry=False).items() if k not in ("title", "indicator")}
+                         for d in self.by]
         return out
 
 
@@ -525,7 +566,7 @@ def weather_station_spacing(data: ModelData, clip, target: Target, opts: Options
     stations = stations[~shapely.is_missing(stations) & ~shapely.is_empty(stations)]
     inside = _inside(stations, area) if not area.is_empty else np.zeros(len(stations), dtype=bool)
     n = int(inside.sum())
-    m = Measured(area.area, float(n), "m2 per station", area=area, empty_reason="no weather station in the urban area")
+    m = Measured(area.area, float(n), "m2 / stations", area=area, empty_reason="no weather station in the urban area")
     if area.is_empty:
         m.denominator = 0.0
         m.empty_reason = "no urban area here"
