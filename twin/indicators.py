@@ -296,15 +296,16 @@ def _truthy(values: pd.Series) -> np.ndarray:
                      for v in values], dtype=bool)
 
 
-def _inside(geoms: np.ndarray, clip: shapely.Geometry | None) -> np.ndarray:
-    """Which point (or polygon, by a point on it) features lie inside `clip`."""
+def _inside(geoms: np.ndarray, clip: shapely.Geometry | None, boundary: bool = False) -> np.ndarray:
+    """Which point (or polygon, by a point on it) features lie inside `clip` (or on its boundary)."""
     if clip is None:
         return np.ones(len(geoms), dtype=bool)
     points = np.where(shapely.get_type_id(geoms) == 0, geoms, shapely.point_on_surface(geoms))
     shapely.prepare(clip)
     ok = ~shapely.is_missing(points) & ~shapely.is_empty(points)
     out = np.zeros(len(geoms), dtype=bool)
-    out[ok] = shapely.contains_xy(clip, shapely.get_x(points[ok]), shapely.get_y(points[ok]))
+    test = shapely.intersects_xy if boundary else shapely.contains_xy
+    out[ok] = test(clip, shapely.get_x(points[ok]), shapely.get_y(points[ok]))
     return out
 
 
@@ -564,7 +565,7 @@ def weather_station_spacing(data: ModelData, clip, target: Target, opts: Options
     area = _clip(data.union("urban_area", me), clip)
     stations = data.geoms("weather_station", me)
     stations = stations[~shapely.is_missing(stations) & ~shapely.is_empty(stations)]
-    inside = _inside(stations, area) if not area.is_empty else np.zeros(len(stations), dtype=bool)
+    inside = _inside(stations, area, boundary=True) if not area.is_empty else np.zeros(len(stations), dtype=bool)
     n = int(inside.sum())
     m = Measured(area.area, float(n), "m2 / stations", area=area, empty_reason="no weather station in the urban area")
     if area.is_empty:
