@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on a server
+# WenQuanYi ships one weight; matplotlib says so on every map otherwise
+logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
 
 import numpy as np  # noqa: E402
 import shapely  # noqa: E402
@@ -42,7 +45,14 @@ CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "WenQuanYi Zen Hei", "WenQu
 def _font_family() -> list[str]:
     """Fonts for Chinese district names, when the machine has one."""
     installed = {f.name for f in font_manager.fontManager.ttflist}
-    return [f for f in CJK_FONTS if f in installed] + ["DejaVu Sans"]
+    if not installed.intersection(CJK_FONTS):
+        # matplotlib's font cache predates a font installed since: look for one by file name
+        for path in font_manager.findSystemFonts():
+            if any(tag in Path(path).name.lower() for tag in ("wqy", "notosanscjk", "droidsansfallback")):
+                font_manager.fontManager.addfont(path)
+        installed = {f.name for f in font_manager.fontManager.ttflist}
+    # Latin text in DejaVu; matplotlib falls back along the list for Chinese glyphs
+    return ["DejaVu Sans"] + [f for f in CJK_FONTS if f in installed]
 
 
 def _polygon_path(geom: shapely.Geometry) -> MplPath | None:
@@ -222,7 +232,7 @@ def write_report(results: Sequence[IndicatorResult], out: str | Path, *, city: s
             f"<tr><td>{html.escape(d.district or '')}</td><td class=num>{_fmt(d.value, d.unit)}</td>"
             f"<td class={'' if d.met is None else ('met' if d.met else 'miss')}>"
             f"{'—' if d.met is None else ('met' if d.met else 'not met')}</td></tr>" for d in (r.by or []))
-        districts_html = (f"<table><tr><th>district</th><th>value</th><th>target</th></tr>{district_rows}</table>"
+        districts_html = (f"<table><tr><th>district</th><th>value</th><th></th></tr>{district_rows}</table>"
                           if district_rows else "")
         sections.append(
             f"<section id='{r.indicator}'><h2>{html.escape(r.title)}</h2>"
