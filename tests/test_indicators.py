@@ -59,7 +59,7 @@ def test_topographic_coverage_counts_surveyed_large_scale_sheets_once_and_names_
                    box(0, 0, 500, 500),          # surveyed twice: counts once
                    box(250, 250, 750, 750),      # overlaps three others: adds only its part in the gap
                    box(500, 500, 1000, 1000)]    # 1:5000 sheet: not large-scale, does not count
-    sheets = gdf(sheet_boxes, scale=[1000, 1000, 1000, 1000, 2000, 5000], sheet_id=["a", "b", "c", "a", "d", "e"])
+    sheets = gdf(sheet_boxes, scale=[1000, 1000, "1:1000", 1000, "1:2000", 5000], sheet_id=["a", "b", "c", "a", "d", "e"])
     model = data(planning_area=planning, map_sheet=sheets)
     result = compute("topo_map_coverage", model)
     assert result.value == pytest.approx((750_000 + 250 * 250) / 1_000_000, rel=REL)

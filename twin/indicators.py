@@ -436,7 +436,9 @@ def topo_map_coverage(data: ModelData, clip, target: Target, opts: Options) -> M
     area = _clip(data.union("planning_area", me), clip)
     frame = data.frame("map_sheet", me)
     geoms = data.geoms("map_sheet", me)
-    scale = pd.to_numeric(frame["scale"], errors="coerce").to_numpy() if "scale" in frame.columns \
+    # scales may come as 1000 or as "1:1000"; a sheet without one does not count
+    scale = pd.to_numeric(frame["scale"].astype("string").str.strip().str.removeprefix("1:"),
+                          errors="coerce").to_numpy(dtype=float) if "scale" in frame.columns \
         else np.full(len(frame), np.nan)
     if opts.scales:
         counted = np.isin(scale, list(opts.scales))
