@@ -435,8 +435,8 @@ def demo(
         return
     from api.app import serve as run
 
-    out.print(f"serving the Yantai demo on http://127.0.0.1:{port}/ (API docs at /docs), "
-              f"with simulated sensors at {simulate:g} readings/s")
+    out.print(f"serving the Yantai demo on http://127.0.0.1:{port}/ (API docs at /docs, coverage report at "
+              f"/indicators?f=html), with simulated sensors at {simulate:g} readings/s")
     run(cities["yantai"].root, port=port, simulate_rate=simulate)
 
 
