@@ -82,6 +82,10 @@ def landing(request: Request, svc: Annotated[Services, Depends(services)]) -> Re
              "type": "application/json"},
             {"href": f"{base}/3dtiles/tileset.json", "rel": "item", "type": "application/json",
              "title": "3D Tiles 1.1 of the BIM models"},
+            {"href": f"{base}/indicators", "rel": "related", "type": "application/json",
+             "title": "smart-city coverage indicators against their targets"},
+            {"href": f"{base}/indicators?f=html", "rel": "related", "type": "text/html",
+             "title": "the coverage report, with maps"},
         ],
     })
 
