@@ -62,7 +62,10 @@ class ObservationSubscriber:
     A batch is what has arrived once the previous one is stored, waiting up to `batch_s` after
     its first message and holding at most `batch_size`; so batches grow with the rate and a
     lone reading still goes through within `batch_s`. With `shared`, several subscribers
-    (server workers) split the stream through a shared subscription.
+    (server workers) split the stream through a shared subscription. Once `max_pending`
+    messages are read but not yet stored it stops reading, and the broker keeps the rest:
+    Mosquitto 2.0.11 sends past our receive maximum while we acknowledge, so a backlog would
+    otherwise all come into our memory.
 
     It speaks the part of MQTT 5 a QoS 1 subscriber needs on a plain socket rather than through
     paho: paho reads a packet per select() in three recv() calls and sends each PUBACK through
@@ -72,8 +75,8 @@ class ObservationSubscriber:
     """
 
     def __init__(self, url: str, on_batch: Batch, *, client_id: str, shared: bool = False,
-                 batch_size: int = 20_000, batch_s: float = 0.05, max_future_ms: int = MAX_FUTURE_MS,
-                 keepalive: int = 15) -> None:
+                 batch_size: int = 20_000, batch_s: float = 0.05, max_pending: int = 100_000,
+                 max_future_ms: int = MAX_FUTURE_MS, keepalive: int = 15) -> None:
         self.host, self.port = parse_url(url)
         self.on_batch = on_batch
         self.client_id = client_id
@@ -82,6 +85,7 @@ class ObservationSubscriber:
         self.batch_s = batch_s
         self.max_future_ms = max_future_ms
         self.keepalive = keepalive
+        self.max_pending = max_pending
         self.connected = threading.Event()
         self.received = 0
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -90,6 +94,8 @@ class ObservationSubscriber:
         self._sock: socket.socket | None = None
         self._connection = 0  # acknowledgements go to the connection that delivered the message
         self._last_sent = 0.0
+        self._pending = 0  # messages read and not yet stored
+        self._room = threading.Condition()
         self._reader = threading.Thread(target=self._connect_forever, daemon=True, name="twin-mqtt-reader")
         self._worker = threading.Thread(target=self._drain, daemon=True, name="twin-mqtt-batches")
 
@@ -160,6 +166,13 @@ class ObservationSubscriber:
         while True:  # until the connection breaks, or stop() ends it once the last acks are out
             if self._stop.is_set() and self._sock is not sock:
                 return
+            if self._pending >= self.max_pending:
+                with self._room:
+                    self._room.wait_for(lambda: self._pending < self.max_pending or self._stop.is_set(), timeout=1.0)
+                last_received = time.monotonic()  # the broker has had nothing to answer meanwhile
+                if time.monotonic() - self._last_sent >= keepalive / 2:  # a store that fails sends no acks
+                    self._send(sock, b"\xc0\x00")
+                continue
             try:
                 data = sock.recv(1 << 18)
             except TimeoutError:
@@ -189,6 +202,8 @@ class ObservationSubscriber:
                 if messages and not self._stop.is_set():
                     if connection is None:
                         raise MQTTProtocolError("PUBLISH before CONNACK")
+                    with self._room:
+                        self._pending += len(messages)
                     self._queue.put((connection, messages))
             elif now - last_received > 1.5 * keepalive:
                 raise TimeoutError(f"nothing from the broker for {now - last_received:.0f} s")
@@ -280,6 +295,9 @@ class ObservationSubscriber:
             self.received += count
             for connection, mids in acks.items():
                 self._acknowledge(connection, mids)
+            with self._room:
+                self._pending -= count
+                self._room.notify()
 
     def _take(self) -> list:
         """What has arrived, as (connection, messages) items: at least one, at most `batch_size` messages."""

@@ -107,3 +107,27 @@ def test_the_subscriber_tells_invalid_messages_from_valid_ones_in_one_batch(tmp_
         assert [(r.sensor_id, r.value) for r in got] == [("S-2", 1.0), ("S-2", 1.0), ("S-2", 0.3)]
     finally:
         broker.stop()
+
+
+def test_a_subscriber_whose_store_lags_leaves_the_backlog_on_the_broker(tmp_path):
+    broker = Mosquitto(tmp_path / "mosquitto")
+    try:
+        stored: list = []
+        release = threading.Event()
+
+        def slow_store(rows, rejected):
+            release.wait(60)
+            stored.extend(rows)
+
+        subscriber = ObservationSubscriber(broker.url, slow_store, client_id="twin-test", max_pending=100).start()
+        wait_for(subscriber.connected.is_set)
+        sent = publish(broker, 10_000)
+        time.sleep(1.0)
+        # read but not stored: what came in before it stopped reading, within one recv of the bound
+        assert subscriber._pending < 5000
+        release.set()
+        wait_for(lambda: len(stored) >= len(sent))
+        subscriber.stop()
+        assert len(stored) == len(sent) and {(r.sensor_id, r.time_ms) for r in stored} == sent
+    finally:
+        broker.stop()
