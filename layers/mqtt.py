@@ -168,7 +168,7 @@ class ObservationSubscriber:
                 return
             if self._pending >= self.max_pending:
                 with self._room:
-                    self._room.wait_for(lambda: self._pending < self.max_pending or self._stop.is_set(), timeout=1.0)
+                    self._room.wait_for(lambda: self._pending < self.max_pending, timeout=1.0)
                 last_received = time.monotonic()  # the broker has had nothing to answer meanwhile
                 if time.monotonic() - self._last_sent >= keepalive / 2:  # a store that fails sends no acks
                     self._send(sock, b"\xc0\x00")
@@ -300,7 +300,8 @@ class ObservationSubscriber:
                 self._room.notify()
 
     def _take(self) -> list:
-        """What has arrived, as (connection, messages) items: at least one, at most `batch_size` messages."""
+        """What has arrived, as (connection, messages) items: at least one, and no more once `batch_size`
+        messages are in."""
         try:
             first = self._queue.get(timeout=0.2)
         except queue.Empty:
