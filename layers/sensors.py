@@ -27,10 +27,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import orjson
+
 from layers.errors import BadObservation, SourceNotFound
 
-__all__ = ["ObservationRow", "REASONS", "MAX_FUTURE_MS", "parse_time", "parse_observation", "parse_batch", "read_csv",
-           "now_ms", "format_time"]
+__all__ = ["ObservationRow", "REASONS", "MAX_FUTURE_MS", "loads", "parse_time", "parse_observation", "parse_batch",
+           "read_csv", "now_ms", "format_time"]
 
 REASONS = ("invalid_json", "not_an_object", "missing_sensor", "unknown_sensor", "bad_value", "bad_time",
            "future_time")
@@ -60,6 +62,19 @@ def _ms(moment: datetime) -> int:
 def format_time(ms: int) -> str:
     """Milliseconds since 1970 as an ISO 8601 UTC time (``...T03:50:00.123Z``)."""
     return (_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def loads(raw: bytes | bytearray | str) -> Any:
+    """JSON text parsed by orjson, or by the standard library where orjson refuses it.
+
+    orjson is several times faster (it matters at 10,000 MQTT messages/s), but stricter: the
+    standard library also reads NaN and Infinity (what Python's own json.dumps writes), which
+    must reach the value check as ``bad_value`` rather than fail as ``invalid_json``.
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 def parse_time(text: Any, source: str | None = None, index: int | None = None) -> int:
@@ -113,18 +128,20 @@ def parse_observation(item: Any, *, sensor_id: str | None = None, received_ms: i
 
 
 def parse_batch(body: bytes | str | Any, *, sensor_id: str | None = None, max_future_ms: int = MAX_FUTURE_MS,
-                source: str | None = None) -> tuple[list[ObservationRow], list[BadObservation]]:
+                source: str | None = None, received_ms: int | None = None
+                ) -> tuple[list[ObservationRow], list[BadObservation]]:
     """A JSON body holding one observation or an array of them: the good rows and the rejections.
 
-    A body that is not JSON at all is one rejection (``invalid_json``).
+    A body that is not JSON at all is one rejection (``invalid_json``). `received_ms` is when
+    it arrived (default: now), the time of readings without one.
     """
     if isinstance(body, (bytes, bytearray, str)):
         try:
-            body = json.loads(body)
+            body = loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             return [], [BadObservation(source, "invalid_json", f"not JSON: {exc}")]
     items = body if isinstance(body, list) else [body]
-    received = now_ms()
+    received = received_ms if received_ms is not None else now_ms()
     rows: list[ObservationRow] = []
     rejected: list[BadObservation] = []
     for index, item in enumerate(items):
