@@ -34,7 +34,7 @@ from twin.snapshots import LayerSnapshot
 from twin.crs import WGS84, transformer
 from twin.workspace import City
 
-__all__ = ["PRESETS", "WEB_ROOT", "VENDOR_SCRIPTS", "ExportTooLarge", "city_decks", "page_html", "export_html"]
+__all__ = ["PRESETS", "WEB_ROOT", "VENDOR_SCRIPTS", "PAGE_ASSETS", "ExportTooLarge", "city_decks", "page_html", "export_html"]
 
 WEB_ROOT = Path(__file__).parent / "web"
 VENDOR_SCRIPTS = ("vendor/deck.gl-9.2.11.min.js", "vendor/deck.gl-json-9.2.11.min.js")
@@ -43,6 +43,7 @@ PAGE_SCRIPTS = ("app.js",)
 WORKERS = {"mvt": "vendor/loaders.gl/mvt@4.3.4/dist/mvt-worker.js",
            "terrain": "vendor/loaders.gl/terrain@4.3.4/dist/terrain-worker.js"}
 PAGE_STYLES = ("style.css",)
+PAGE_ASSETS = [*VENDOR_SCRIPTS, *PAGE_SCRIPTS, *PAGE_STYLES, *WORKERS.values()]
 PRESETS = ("planning", "utility")
 # deck.gl's JSON bundle replaces the `deck` global with its own exports: keep the core's
 _KEEP_CORE = "<script>window.deckCore = window.deck;</script>"
@@ -67,6 +68,10 @@ EXPORT_LIMIT_BYTES = 40_000_000
 # Pipes are draped on the DEM vertex by vertex; a quarter metre off in 3D is invisible on a
 # map and leaves a fraction of the vertices for the browser to draw every frame.
 PIPE_SIMPLIFY_M = 0.25
+# pydeck makes every other string argument of a layer an expression (`"@@=pixels"`, which deck.gl
+# reads as a function): a unit named so would not be a unit. Pipes 4 m wide in the wrong units
+# cost a software GPU seconds a frame.
+PIXELS = pdk.types.String("pixels")
 
 
 class ExportTooLarge(TwinError):
@@ -138,7 +143,7 @@ def _layers(city: City, preset: str, inline: dict | None, workers: dict[str, str
         "(properties.height_m || (properties.floors || 1) * 3)"
     if has_terrain:
         terrain = dict(
-            id="terrain", operation="terrain+draw", elevation_decoder=TERRARIUM, mesh_max_error=2.5,  # metres: a quarter of the triangles of 1 m
+            id="terrain", operation=pdk.types.String("terrain+draw"), elevation_decoder=TERRARIUM, mesh_max_error=2.5,  # metres: a quarter of the triangles of 1 m
             opacity=0.4 if utility else 1.0, color=[255, 255, 255], pickable=False,
             load_options={"terrain": {"workerUrl": workers["terrain"]}})
         if inline is None:
@@ -156,14 +161,18 @@ def _layers(city: City, preset: str, inline: dict | None, workers: dict[str, str
 
     pipes = _layer_of_kind(city, "pipe")
     if pipes:
+        # PipeLayer (the page's): deck.gl's LineLayer, a line per segment picked by its pipe. A
+        # software GPU takes seconds to compile the PathLayer's joints and a fifth of a second to
+        # draw them every frame; at a few pixels wide a pipe's joints do not show.
         layers.append(pdk.Layer(
-            "GeoJsonLayer", id="pipes", data=_url(f"collections/{pipes}/items?limit=10000&simplify={PIPE_SIMPLIFY_M}", inline, "pipes"),
-            stroked=True, filled=False, pickable=True, auto_highlight=True, highlight_color=[255, 255, 255, 200],
-            get_line_color={"@@function": "pipeColour", "by": "status" if utility else "utility",
-                            "palette": STATUS_COLOURS if utility else UTILITY_COLOURS},
-            get_line_width={"@@function": "pipeWidth", "scale": 1.6 if utility else 1.0},
-            # square joints: rounded ones cost a software GPU most of its frame
-            line_width_units="pixels", line_width_min_pixels=1.5,
+            "PipeLayer", id="pipes", data=_url(f"collections/{pipes}/items?limit=10000&simplify={PIPE_SIMPLIFY_M}", inline, "pipes"),
+            data_transform={"@@function": "pipeSegments"},
+            get_source_position="from", get_target_position="to",
+            pickable=True, auto_highlight=True, highlight_color=[255, 255, 255, 200],
+            get_color={"@@function": "pipeColour", "by": "status" if utility else "utility",
+                       "palette": STATUS_COLOURS if utility else UTILITY_COLOURS},
+            get_width={"@@function": "pipeWidth", "scale": 1.6 if utility else 1.0},
+            width_units=PIXELS, width_min_pixels=1.5,
             load_options={"worker": False}, **on_top))
 
     sensors = _layer_of_kind(city, "sensor")
@@ -173,7 +182,7 @@ def _layers(city: City, preset: str, inline: dict | None, workers: dict[str, str
             data_transform={"@@function": "features"}, get_position={"@@function": "onGround", "lift": 1.5},
             get_fill_color={"@@function": "sensorColour", "utility": utility, "palette": STATUS_COLOURS},
             get_line_color=[20, 20, 20], stroked=True, line_width_min_pixels=1,
-            radius_units="pixels", get_radius=6 if utility else 3, pickable=True, auto_highlight=True,
+            radius_units=PIXELS, get_radius=6 if utility else 3, pickable=True, auto_highlight=True,
             visible=True, load_options={"worker": False}, **on_top))
 
     for kind in FACILITY_KINDS:
@@ -184,7 +193,7 @@ def _layers(city: City, preset: str, inline: dict | None, workers: dict[str, str
                 data=_url(f"collections/{name}/items?limit=10000", inline, f"facility-{kind}"),
                 data_transform={"@@function": "features"}, get_position={"@@function": "onGround", "lift": 1.0},
                 get_fill_color=FACILITY_COLOURS[kind] + [140 if utility else 230],
-                radius_units="pixels", get_radius=2.5 if kind != "weather_station" else 6, pickable=True,
+                radius_units=PIXELS, get_radius=2.5 if kind != "weather_station" else 6, pickable=True,
                 auto_highlight=True, load_options={"worker": False}))
 
     buildings = _layer_of_kind(city, "building")
@@ -201,7 +210,7 @@ def _layers(city: City, preset: str, inline: dict | None, workers: dict[str, str
             load_options={"mvt": {"workerUrl": workers["mvt"]}})
         if inline is None:
             layers.append(pdk.Layer("MVTLayer", data=f"collections/{buildings}/tiles/WebMercatorQuad/{{z}}/{{y}}/{{x}}",
-                                    min_zoom=13, max_zoom=16, binary=True, unique_id_property="uid", **common))
+                                    min_zoom=13, max_zoom=16, binary=True, unique_id_property=pdk.types.String("uid"), **common))
         else:
             layers.append(pdk.Layer("GeoJsonLayer", data=_url("", inline, "buildings"), **common))
 
@@ -244,11 +253,12 @@ def _config(city: City, preset: str, decks: dict[str, pdk.Deck], live: bool, dat
     }
 
 
-def _page(title: str, config: dict, scripts: list[str], styles: list[str]) -> str:
+def _page(title: str, config: dict, scripts: list[str], styles: list[str], early: str = "") -> str:
     payload = json.dumps(config, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
     template = (WEB_ROOT / "index.html").read_text(encoding="utf-8")
     return (template.replace("{{title}}", html.escape(title))
             .replace("{{styles}}", "\n".join(styles))
+            .replace("{{early}}", early)
             .replace("{{config}}", payload)
             .replace("{{scripts}}", "\n".join(scripts)))
 
@@ -260,7 +270,24 @@ def page_html(city: City, preset: str = "planning", static_prefix: str = "static
     scripts = [f'<script src="{static_prefix}{s}"></script>' for s in (*VENDOR_SCRIPTS, *PAGE_SCRIPTS)]
     scripts.insert(1, _KEEP_CORE)
     styles = [f'<link rel="stylesheet" href="{static_prefix}{s}">' for s in PAGE_STYLES]
-    return _page(f"{city.name} · twin", config, scripts, styles)
+    return _page(f"{city.name} · twin", config, scripts, styles, _early_fetches(config))
+
+
+# What the first frame draws from a plain URL (the buildings come in tiles, which deck.gl picks
+# for the view): asked for as the page starts, while the browser still loads deck.gl.
+FIRST_FRAME_DATA = ("pipes",)
+
+
+def _early_fetches(config: dict) -> str:
+    """A script that starts the first frame's data requests; the page hands each layer its promise."""
+    urls = {layer["id"]: layer["data"] for deck in config["presets"].values() for layer in deck["layers"]
+            if layer["id"] in FIRST_FRAME_DATA and isinstance(layer.get("data"), str)}
+    if not urls:
+        return ""
+    fetches = ",".join(f"{json.dumps(layer)}:get({json.dumps(url)})" for layer, url in sorted(urls.items()))
+    return ("<script>(function(){function get(u){return fetch(u).then(function(r){"
+            "if(!r.ok)throw new Error(u+': '+r.status);return r.json();});}"
+            f"window.twinEarly={{{fetches}}};}})();</script>")
 
 
 def _check_preset(preset: str) -> None:

@@ -7,6 +7,7 @@ and the details panel. Screenshots are kept under tests/artifacts/ (TWIN_TEST_AR
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import time
@@ -16,9 +17,10 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 import pytest
+import rasterio
 from rasterio.io import MemoryFile
 
-from api.view import export_html
+from api.view import UTILITY_COLOURS, export_html
 from twin.events import status_event
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -29,6 +31,7 @@ BACKGROUND = np.array([16, 21, 28])  # the page's own colour where nothing is dr
 VIEWPORT = {"width": 1280, "height": 800}
 # the panel on the left is page, not map: pixels are counted right of it
 MAP_LEFT = 230
+PIPE_COLOURS = list(UTILITY_COLOURS.values())
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +47,13 @@ def browser():
 class CityPage:
     """A page of the web view, with what it logged and which hosts it asked."""
 
-    def __init__(self, browser, url: str, offline: bool = False) -> None:
+    def __init__(self, browser, url: str, offline: bool = False, keep_first_frame: bool = False) -> None:
         self.context = browser.new_context(viewport=VIEWPORT, offline=offline)
         if offline:
             self.context.route("http*://**", lambda route: route.abort())
         self.page = self.context.new_page()
+        if keep_first_frame:  # the page then keeps the pixels of its first frame for first_frame()
+            self.page.add_init_script("window.twinKeepFirstFrame = true;")
         self.errors: list[str] = []
         self.hosts: set[str] = set()
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
@@ -87,6 +92,21 @@ class CityPage:
                 if attempt == attempts - 1:
                     raise
 
+    def first_frame(self, name: str) -> np.ndarray:
+        """The first frame with buildings and pipes as the page drew it, as an (h, w, 3) array
+        (kept as an artifact): the page read it back from WebGL at that frame."""
+        frame = self.page.evaluate("window.twin.firstFrame")
+        rgba = np.frombuffer(base64.b64decode(frame["rgba"]), dtype=np.uint8)
+        # WebGL's rows go up from the bottom; the page's background shows where nothing is drawn
+        pixels = rgba.reshape(frame["height"], frame["width"], 4)[::-1]
+        alpha = pixels[..., 3:].astype("int16")
+        rgb = (pixels[..., :3].astype("int16") * alpha + BACKGROUND * (255 - alpha)) // 255
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        with rasterio.open(ARTIFACTS / f"{name}.png", "w", driver="PNG", width=rgb.shape[1], height=rgb.shape[0],
+                           count=3, dtype="uint8") as out:
+            out.write(np.moveaxis(rgb.astype("uint8"), -1, 0))
+        return rgb
+
     def payload_before_ready(self) -> tuple[int, int]:
         """Bytes the page downloaded before its first frame with buildings and pipes:
         (all, all but the deck.gl bundles)."""
@@ -122,14 +142,18 @@ def beige(pixels: np.ndarray) -> int:
 
 def test_the_planning_view_draws_terrain_and_buildings_with_no_error_and_no_request_off_loopback(
         browser, live_server):
-    page = CityPage(browser, f"{live_server.url}/")
+    page = CityPage(browser, f"{live_server.url}/", keep_first_frame=True)
     try:
-        page.settle()
-        pixels = page.pixels("planning")
+        first = page.first_frame("planning-first-frame")
         ready_ms = page.page.evaluate("window.twin.ready.ms")
         total, own = page.payload_before_ready()
         print(f"\nplanning view: first frame with buildings and pipes at {ready_ms:.0f} ms; "
               f"{total / 1e6:.2f} MB downloaded before it, {own / 1e6:.2f} MB besides deck.gl")
+        # the first frame drew the buildings and the pipes (the terrain comes after it)
+        assert beige(first) > 5_000
+        assert sum(near(first, colour) for colour in PIPE_COLOURS) > 1_000
+        page.settle()
+        pixels = page.pixels("planning")
         assert page.errors == []
         assert page.hosts == {f"127.0.0.1:{live_server.port}"}
         assert drawn(pixels) > 0.3

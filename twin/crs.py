@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from pyproj import CRS, Transformer
 
 from layers.vector import cached_transformer, parse_crs
 from twin.errors import UnsupportedCRS
 
-__all__ = ["WGS84", "WEB_MERCATOR", "CGCS2000", "city_crs", "cgcs2000_gk_zone", "transformer"]
+__all__ = ["WGS84", "WEB_MERCATOR", "CGCS2000", "city_crs", "cgcs2000_gk_zone", "transformer",
+           "coordinate_transformer"]
 
 WGS84 = CRS.from_epsg(4326)
 WEB_MERCATOR = CRS.from_epsg(3857)
@@ -45,3 +48,21 @@ def city_crs(text: str) -> CRS:
 def transformer(source: CRS, target: CRS) -> Transformer:
     """An always-xy Transformer, built once per pair (building one costs tens of milliseconds)."""
     return cached_transformer(source, target)
+
+
+@lru_cache(maxsize=64)
+def coordinate_transformer(source: CRS, target: CRS) -> Transformer:
+    """An always-xy Transformer of coordinates that is quick to use in any thread.
+
+    pyproj makes a transformer again in each thread that uses it. Made from two CRSs, that is
+    PROJ's search for the operation between them: most of a second for a CGCS2000 zone to WGS 84,
+    paid by each of the server's worker threads on its first request. When the search finds one
+    operation, this transformer is made from that operation's pipeline, which a thread copies in
+    microseconds; when the operation depends on the place, it is `transformer`'s. A pipeline knows
+    no CRS, so its `transform_bounds` gives inf: take bounds with `transformer`.
+    """
+    made = transformer(source, target)
+    if made.definition.startswith("unavailable"):  # PROJ chooses among several, point by point
+        return made
+    return Transformer.from_pipeline(made.definition)
+

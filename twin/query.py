@@ -20,7 +20,7 @@ import shapely
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
-from twin.crs import transformer
+from twin.crs import coordinate_transformer, transformer
 from twin.snapshots import LayerSnapshot
 
 __all__ = [
@@ -197,7 +197,7 @@ def _jsonable(value):
 
 def _geometries_out(geoms: np.ndarray, source: CRS, target: CRS) -> list[dict]:
     if not source.equals(target):
-        t = transformer(source, target)
+        t = coordinate_transformer(source, target)
         swap = _north_first(target)
 
         def move(coords: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@
   const core = window.deckCore || window.deck;
   const {JSONConverter} = window.deck;
   const GREY = [140, 150, 160];
+  const early = window.twinEarly || {};
 
   // -- live status, keyed by feature id (`<layer>.<uid>`) -------------------------------------
   const live = {status: new Map(), version: 0};
@@ -30,6 +31,7 @@
   // -- functions the presets name with @@function: each returns an accessor ---------------------
   const functions = {
     features: () => data => (data && data.features) || data || [],
+    pipeSegments: () => pipeSegments,
     inline: ({key}) => config.data[key],
     onGround: ({lift}) => f => [f.geometry.coordinates[0], f.geometry.coordinates[1],
       (f.properties.ground_z || 0) + (lift || 0)],
@@ -40,7 +42,48 @@
     pipeWidth: ({scale}) => f => scale * (1.5 + (f.properties.diameter_mm || 200) / 250),
     sensorColour: ({utility, palette}) => f => utility ? (palette[statusOf(f, 'sensor')] || GREY) : [245, 245, 245],
   };
-  const classes = Object.assign({}, core, {TerrainExtension: core._TerrainExtension});
+  // Pipes are drawn segment by segment with deck.gl's LineLayer (a software GPU takes seconds to
+  // compile the PathLayer and a fifth of a second to draw it every frame). Each segment carries its
+  // pipe's id and properties, and its pipe's picking colour: hovering highlights the whole pipe,
+  // and a pick returns the pipe.
+  function pipeSegments(collection) {
+    const pipes = (collection && collection.features) || collection || [];
+    const segments = [];
+    pipes.forEach((pipe, index) => {
+      const geometry = pipe.geometry;
+      const lines = !geometry ? [] : geometry.type === 'LineString' ? [geometry.coordinates]
+        : geometry.type === 'MultiLineString' ? geometry.coordinates : [];
+      for (const line of lines) {
+        for (let i = 1; i < line.length; i++) {
+          segments.push({id: pipe.id, properties: pipe.properties, pipe: index, from: line[i - 1], to: line[i]});
+        }
+      }
+    });
+    segments.pipes = pipes;
+    return segments;
+  }
+
+  class PipeLayer extends core.LineLayer {
+    calculateInstancePickingColors(attribute, {numInstances}) {
+      const segments = this.props.data;
+      const colours = new Uint8ClampedArray(numInstances * 4);
+      const colour = [0, 0, 0];
+      for (let i = 0; i < numInstances; i++) {
+        this.encodePickingColor(segments[i].pipe, colour);
+        colours.set(colour, i * 4);
+      }
+      attribute.value = colours;
+    }
+
+    getPickingInfo({info}) {
+      const pipes = this.props.data.pipes || [];
+      info.object = info.index >= 0 && info.index < pipes.length ? pipes[info.index] : null;
+      return info;
+    }
+  }
+  PipeLayer.layerName = 'PipeLayer';
+
+  const classes = Object.assign({}, core, {TerrainExtension: core._TerrainExtension, PipeLayer});
   const converter = new JSONConverter({configuration: {classes, functions,
     enumerations: {COORDINATE_SYSTEM: core.COORDINATE_SYSTEM}}});
 
@@ -69,9 +112,10 @@
   let groundOpacity = null;  // null: the preset's own
   let preset = config.presets[params.get('preset')] ? params.get('preset') : config.preset;
   let layers = [];
-  // a city without buildings (a pipe network alone) or without pipes is ready without them
-  const drawnAtFirst = new Set(config.presets[preset].layers.map(l => l.id));
-  const loaded = {buildings: !drawnAtFirst.has('buildings'), pipes: !drawnAtFirst.has('pipes')};
+  // The page is ready at its first frame that drew the buildings and the pipes: each of them
+  // (a city without buildings, a pipe network alone, is ready without them) has all its data, or
+  // all the tiles of the view, when the frame is drawn. Hidden ones are not waited for.
+  const neededAtFirst = ['buildings', 'pipes'].filter(id => config.presets[preset].layers.some(l => l.id === id));
   let readyAt = null;
   window.twin = {config, live, ready: null, softwareGL, presetLayers: () => layers.map(l => l.id)};
 
@@ -91,13 +135,19 @@
     return opacity >= 1 && !isHidden('terrain');
   }
 
-  function markLoaded(key) {
-    loaded[key] = true;
+  function firstFrameDrawn() {
+    const drawn = deckgl.props.layers;
+    return neededAtFirst.every(id => {
+      const layer = drawn.find(l => l.id === id);
+      return layer && (!layer.props.visible || layer.isLoaded);
+    });
   }
 
-  // Until the first frame with buildings and pipes, the BIM models and the points wait: on a
-  // slow GPU every layer drawn makes every frame slower, and the district comes first.
-  const waitsForFirstFrame = id => id === 'bim' || id === 'sensors' || id.startsWith('facility-');
+  // Until the first frame with buildings and pipes, the terrain, the BIM models and the points
+  // wait: what they load (terrain tiles meshed in a worker, glTF models) and what they draw take
+  // the CPU that a machine without a GPU draws with, and the district comes first. The terrain
+  // then rises under the buildings (over opaque ground they stand from sea level to their roofs).
+  const waitsForFirstFrame = id => id === 'terrain' || id === 'bim' || id === 'sensors' || id.startsWith('facility-');
 
   function buildLayers() {
     const props = converter.convert(config.presets[preset]);
@@ -112,15 +162,14 @@
       } else {
         extra.visible = !isHidden(id);
       }
+      // data the page's head already asked for (window.twinEarly): the same promise every time
+      if (early[id]) extra.data = early[id];
       if (id === 'pipes') {
-        extra.updateTriggers = {getLineColor: live.version};
-        extra.onDataLoad = () => markLoaded('pipes');
+        extra.updateTriggers = {getColor: live.version};
       }
       if (id === 'sensors') extra.updateTriggers = {getFillColor: live.version};
       if (id === 'bim' && softwareGL) extra._subLayerProps = {scenegraph: {_lighting: 'flat'}};
       if (id === 'buildings') {
-        extra.onViewportLoad = () => markLoaded('buildings');
-        extra.onDataLoad = () => markLoaded('buildings');
         if (!groundIsOpaque() && !layer.props.extensions.some(e => e instanceof core._TerrainExtension)) {
           // seen through the ground, a prism from sea level would show: stand on the terrain
           extra.extensions = [...layer.props.extensions, new core._TerrainExtension()];
@@ -128,7 +177,6 @@
           extra.updateTriggers = {getElevation: 'on-terrain'};
         }
       }
-      if ((id === 'pipes' || id === 'buildings') && typeof layer.props.data !== 'string') markLoaded(id);
       return layer.clone(extra);
     });
   }
@@ -233,6 +281,23 @@
   }
 
   // -- the deck -----------------------------------------------------------------------------
+  // The pixels of the frame just drawn, one (which waits for the GPU to finish it) or all of them
+  // (the browser test's look at the first frame: rows from the bottom, RGBA, base64).
+  function readBack(gl, all) {
+    if (!gl) return null;
+    const width = all ? gl.drawingBufferWidth : 1;
+    const height = all ? gl.drawingBufferHeight : 1;
+    const pixels = new Uint8Array(width * height * 4);
+    const bound = gl.getParameter(gl.READ_FRAMEBUFFER_BINDING);
+    gl.bindFramebuffer(gl.READ_FRAMEBUFFER, null);
+    gl.readPixels(0, 0, width, height, gl.RGBA, gl.UNSIGNED_BYTE, pixels);
+    gl.bindFramebuffer(gl.READ_FRAMEBUFFER, bound);
+    if (!all) return null;
+    let text = '';
+    for (let i = 0; i < pixels.length; i += 0x8000) text += String.fromCharCode.apply(null, pixels.subarray(i, i + 0x8000));
+    return {width, height, rgba: btoa(text)};
+  }
+
   const start = converter.convert(config.presets[preset]);
   const deckgl = new core.Deck({
     parent: document.getElementById('map'),
@@ -243,10 +308,15 @@
     getTooltip: tooltip,
     pickingRadius: 4,
     onError: error => console.error('deck.gl', error),
-    onAfterRender: () => {
-      if (readyAt === null && loaded.buildings && loaded.pipes) {
+    onAfterRender: ({gl}) => {
+      if (readyAt === null && firstFrameDrawn()) {
+        const issued = performance.now();
+        // the frame is seen when the GPU has drawn it: reading a pixel back waits for that
+        // (a software GPU draws for a good while after deck.gl has issued the frame)
+        readBack(gl, false);
         readyAt = performance.now();
-        window.twin.ready = {ms: readyAt, at: new Date().toISOString()};
+        window.twin.ready = {ms: readyAt, issuedMs: issued, at: new Date().toISOString()};
+        if (window.twinKeepFirstFrame) window.twin.firstFrame = readBack(gl, true);
         document.body.dataset.ready = 'true';
         console.info(`twin: first frame with buildings and pipes at ${readyAt.toFixed(0)} ms`);
         setTimeout(render, 0);  // now the layers that waited
