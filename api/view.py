@@ -209,8 +209,10 @@ def _layers(city: City, preset: str, inline: dict | None, workers: dict[str, str
             extensions=[{"@@type": "DataFilterExtension", "filterSize": 1}, *on_ground],
             load_options={"mvt": {"workerUrl": workers["mvt"]}})
         if inline is None:
+            # tiles only where there are buildings: a view wider than the district asks for no empty ones
             layers.append(pdk.Layer("MVTLayer", data=f"collections/{buildings}/tiles/WebMercatorQuad/{{z}}/{{y}}/{{x}}",
-                                    min_zoom=13, max_zoom=16, binary=True, unique_id_property=pdk.types.String("uid"), **common))
+                                    min_zoom=13, max_zoom=16, binary=True, unique_id_property=pdk.types.String("uid"),
+                                    extent=list(city.layer(buildings).bounds_wgs84), **common))
         else:
             layers.append(pdk.Layer("GeoJsonLayer", data=_url("", inline, "buildings"), **common))
 
