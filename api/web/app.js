@@ -164,17 +164,22 @@
       }
       // data the page's head already asked for (window.twinEarly): the same promise every time
       if (early[id]) extra.data = early[id];
-      if (id === 'pipes') {
-        extra.updateTriggers = {getColor: live.version};
+      // deck.gl recomputes what an accessor gave only when its trigger changes: the accessors of
+      // another preset (colour by status, not utility) and live changes are such changes
+      const triggers = {};
+      for (const key of Object.keys(config.presets[preset].layers.find(l => l.id === id) || {})) {
+        if (key.startsWith('get')) triggers[key] = preset;
       }
-      if (id === 'sensors') extra.updateTriggers = {getFillColor: live.version};
+      if (id === 'pipes') triggers.getColor = [preset, live.version];
+      if (id === 'sensors') triggers.getFillColor = [preset, live.version];
+      extra.updateTriggers = triggers;
       if (id === 'bim' && softwareGL) extra._subLayerProps = {scenegraph: {_lighting: 'flat'}};
       if (id === 'buildings') {
         if (!groundIsOpaque() && !layer.props.extensions.some(e => e instanceof core._TerrainExtension)) {
           // seen through the ground, a prism from sea level would show: stand on the terrain
           extra.extensions = [...layer.props.extensions, new core._TerrainExtension()];
           extra.getElevation = f => f.properties.height_m || (f.properties.floors || 1) * 3;
-          extra.updateTriggers = {getElevation: 'on-terrain'};
+          extra.updateTriggers = {...triggers, getElevation: [preset, 'on-terrain']};
         }
       }
       return layer.clone(extra);
