@@ -46,9 +46,17 @@ def not_modified(request: Request, etag: str) -> bool:
 
 def json_response(request: Request, body: dict, media_type: str = "application/json",
                   headers: dict[str, str] | None = None, max_age: int = 0) -> Response:
-    """JSON with an ETag (and 304 when the client has it)."""
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    """JSON with an ETag (and 304 when the client has it).
+
+    A top-level `timeStamp` (OGC API Features' response time) is left out of the ETag, so
+    the same features a second later are still the same representation.
+    """
+    stamp = body.get("timeStamp")
+    content = {key: value for key, value in body.items() if key != "timeStamp"} if stamp is not None else body
+    data = json.dumps(content, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
     etag = '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
+    if stamp is not None:
+        data = data[:-1] + (b',' if len(data) > 2 else b'') + b'"timeStamp":' + json.dumps(stamp).encode() + b'}'
     all_headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}" if max_age else "no-cache",
                    **(headers or {})}
     if not_modified(request, etag):
