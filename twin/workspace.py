@@ -89,7 +89,11 @@ class City:
 
     @classmethod
     def init(cls, root: str | Path, crs: str, name: str | None = None, store: str | None = None) -> "City":
-        """Create a city workspace in folder `root` (created if missing) with its metric CRS."""
+        """Create a city workspace in folder `root` (created if missing) with its metric CRS.
+
+        `store` names where the layers live: ``geopackage:city.gpkg`` (the default) or a
+        ``postgresql://`` URL; city.json records it without the password.
+        """
         root = Path(root)
         if (root / CONFIG_FILE).exists():
             raise CityExists(f"{root} already holds a city ({CONFIG_FILE}); open it, or choose another folder")
@@ -98,6 +102,10 @@ class City:
         config = CityConfig(name=name or root.resolve().name, crs=crs.upper() if crs.lower().startswith("epsg:") else crs,
                             store=store or "geopackage:city.gpkg", created=_now())
         store_obj = open_store(root, config.store)
+        if store_obj.layers():
+            raise CityExists(f"{store_obj.url} already holds a city's layers; give this city its own "
+                             f"(for PostGIS: another ?schema=NAME)")
+        config.store = store_obj.url
         (root / CONFIG_FILE).write_text(json.dumps(config.__dict__, indent=2, ensure_ascii=False) + "\n")
         return cls(root, config, store_obj)
 
