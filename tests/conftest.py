@@ -224,7 +224,16 @@ class InProcessServer:
 
 
 @pytest.fixture(scope="session")
-def demo_city(tmp_path_factory) -> City:
+def demo_city(demo_city_gpkg) -> City:
+    """The demo's Yantai district (with its BIM models) in its GeoPackage, built once per test session.
+
+    A module that runs on both stores overrides `demo_city` and `server` with `demo_on` and `server_on`.
+    """
+    return demo_city_gpkg
+
+
+@pytest.fixture(scope="session")
+def demo_city_gpkg(tmp_path_factory) -> City:
     """The demo's Yantai district (with its BIM models), built once per test session."""
     from twin.demo import build_demo
 
@@ -233,12 +242,12 @@ def demo_city(tmp_path_factory) -> City:
 
 
 @pytest.fixture(scope="session")
-def demo_city_postgis(demo_city, tmp_path_factory, postgis_url) -> City:
+def demo_city_postgis(demo_city_gpkg, tmp_path_factory, postgis_url) -> City:
     """The demo's Yantai district moved into PostGIS with `twin export` (its own schema), once per session."""
     from twin.transfer import export_city
 
     folder = tmp_path_factory.mktemp("demo-postgis") / "yantai"
-    shutil.copytree(demo_city.root, folder, ignore=shutil.ignore_patterns("cache"))
+    shutil.copytree(demo_city_gpkg.root, folder, ignore=shutil.ignore_patterns("cache"))
     export_city(City.open(folder), fresh_schema_url(postgis_url))
     for leftover in folder.glob("city.*"):  # what serves it from now on is PostGIS alone
         if leftover.name != "city.json":
@@ -248,12 +257,12 @@ def demo_city_postgis(demo_city, tmp_path_factory, postgis_url) -> City:
 
 def demo_on(backend: str, request) -> City:
     """The session's demo city on one backend."""
-    return request.getfixturevalue("demo_city" if backend == "gpkg" else "demo_city_postgis")
+    return request.getfixturevalue("demo_city_gpkg" if backend == "gpkg" else "demo_city_postgis")
 
 
 def server_on(backend: str, request) -> "Server":
     """The session's `twin serve` of the demo city on one backend."""
-    return request.getfixturevalue("server" if backend == "gpkg" else "server_postgis")
+    return request.getfixturevalue("server_gpkg" if backend == "gpkg" else "server_postgis")
 
 
 @pytest.fixture(scope="session")
@@ -265,17 +274,23 @@ def server_postgis(demo_city_postgis):
 
 
 @pytest.fixture(scope="session")
-def server(demo_city):
+def server(server_gpkg):
     """`twin serve` over the demo city, for the whole session."""
-    running = Server(demo_city.root)
+    return server_gpkg
+
+
+@pytest.fixture(scope="session")
+def server_gpkg(demo_city_gpkg):
+    """`twin serve` over the demo city in its GeoPackage, for the whole session."""
+    running = Server(demo_city_gpkg.root)
     yield running
     running.close()
 
 
 @pytest.fixture(scope="session")
-def live_server(demo_city):
+def live_server(demo_city_gpkg):
     """The demo city's API in this process, for tests that publish events to it."""
-    running = InProcessServer(demo_city.root)
+    running = InProcessServer(demo_city_gpkg.root)
     yield running
     running.close()
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import YANTAI_X, YANTAI_Y, copy_city, point, square, write_geojson
+from conftest import BACKENDS, YANTAI_X, YANTAI_Y, copy_city, demo_on, point, server_on, square, write_geojson
 from layers.sensors import ObservationRow
 from test_cli import twin
 from twin.workspace import City
@@ -20,6 +20,22 @@ from twin.workspace import City
 ALL = {"topo_map_coverage", "pipeline_monitoring", "smart_lighting", "weather_station_spacing", "video_coverage",
        "fiveg_coverage", "smart_community", "smart_campus", "green_coverage", "energy_metering",
        "combined_sewer_share", "bim_coverage"}
+
+
+# Every test here runs on both stores: the demo city and its server on each, the same answers.
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def demo_city(backend, request):
+    return demo_on(backend, request)
+
+
+@pytest.fixture(scope="module")
+def server(backend, request):
+    return server_on(backend, request)
 
 
 def _picture_has_content(png: bytes) -> None:
@@ -131,3 +147,12 @@ def test_api_serves_the_same_numbers(server, demo_city):
     assert missing.status_code == 404 and "known:" in missing.json()["description"]
     bad = httpx.get(f"{server.url}/indicators/pipeline_monitoring", params={"window": "often"}, timeout=30)
     assert bad.status_code == 400 and "not a duration" in bad.json()["description"]
+
+
+def test_both_stores_give_the_same_indicators(demo_city_gpkg, demo_city_postgis):
+    def indicators(city):
+        result = twin("coverage", city.root, "--by", "district", "--window", "none", "--format", "json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    assert indicators(demo_city_gpkg) == indicators(demo_city_postgis)

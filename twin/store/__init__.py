@@ -126,6 +126,9 @@ class Store(Protocol):
                          progress: Progress | None = None, changed: list[Bounds] | None = None) -> LayerRecord:
         """Write `frame` as the new content of layer `record.name`; the old one stays until it succeeds.
 
+        The new version is one above the layer's last, or `record.version` when that is higher
+        (a layer copied from another store keeps its version).
+
         `changed` lists the boxes (city CRS) where the new version differs from the old
         one, None meaning anywhere; tile caches read it back through `changes`.
         """

@@ -216,7 +216,7 @@ class GeoPackageStore:
                          progress: Progress | None = None, changed: list[Bounds] | None = None) -> LayerRecord:
         """Write `frame` as the new version of the layer, then swap it in with one transaction."""
         version, _ = self._current_version(record.name)
-        record.version = version + 1
+        record.version = max(version + 1, record.version)  # a copied record keeps its version
         record.table = _table_name(record.name, record.version)
         self._drop_tables([record.table])  # a leftover of a crashed ingest
         frame, geometry_type = _uniform_geometries(frame)
@@ -250,7 +250,7 @@ class GeoPackageStore:
     def replace_raster(self, record: LayerRecord, staged: Path) -> LayerRecord:
         """Move a staged COG in as the raster of layer `record.name` and point the catalogue at it."""
         version, _ = self._current_version(record.name)
-        record.version = version + 1
+        record.version = max(version + 1, record.version)  # a copied record keeps its version
         record.table = f"{_table_name(record.name, record.version)}.tif"
         os.replace(staged, self.root / record.table)
         self._swap(record)

@@ -447,12 +447,14 @@ class PostgisStore:
 
     # writes ---------------------------------------------------------------------------------
 
-    def _next_version(self, conn, name: str) -> tuple[int, str | None]:
+    def _next_version(self, conn, record: LayerRecord) -> tuple[int, str | None]:
+        """The version a write of `record` gets (a copied record keeps its own) and the current table."""
+        name = record.name
         row = conn.execute(self._q(f'SELECT version, "table" FROM {{s}}.{CATALOGUE} WHERE name = %s FOR UPDATE'),
                            [name]).fetchone()
         logged = conn.execute(self._q(f"SELECT MAX(version) FROM {{s}}.{CHANGES} WHERE layer = %s"),
                               [name]).fetchone()[0]
-        return max(row[0] if row else 0, logged or 0) + 1, (row[1] if row else None)
+        return max(max(row[0] if row else 0, logged or 0) + 1, record.version), (row[1] if row else None)
 
     def replace_features(self, record: LayerRecord, frame: gpd.GeoDataFrame,
                          progress: Progress | None = None, changed: list[Bounds] | None = None) -> LayerRecord:
@@ -477,7 +479,7 @@ class PostgisStore:
         try:
             with self._connection() as conn, conn.transaction():
                 self._lock(conn, f"layer:{record.name}")
-                record.version, _ = self._next_version(conn, record.name)
+                record.version, _ = self._next_version(conn, record)
                 record.table = _pg_table_name(record.name, record.version)
                 target = self._q("{s}.{t}", t=record.table)
                 conn.execute(self._q("DROP TABLE IF EXISTS {s}.{t}", t=record.table))
@@ -528,7 +530,7 @@ class PostgisStore:
         with self._connection() as conn:
             with conn.transaction():
                 self._lock(conn, f"layer:{record.name}")
-                record.version, old = self._next_version(conn, record.name)
+                record.version, old = self._next_version(conn, record)
                 record.table = f"{_table_name(record.name, record.version)}.postgis.tif"
                 os.replace(staged, self.root / record.table)
                 self._swap(conn, record, None, None)
@@ -718,7 +720,7 @@ class PostgisStore:
         with self._connection() as conn:
             if bucket_ms:
                 b = int(bucket_ms)
-                bucket = f"(time - ((time % {b}) + {b}) % {b})"  # floor division that also holds before 1970
+                bucket = f"(time - ((time %% {b}) + {b}) %% {b})"  # floor division that also holds before 1970
                 rows = conn.execute(self._q(
                     f"SELECT {bucket} AS b, MIN(value), AVG(value), MAX(value), COUNT(*) FROM {{s}}.{OBSERVATIONS} "
                     f"WHERE sensor_id = %s AND time >= %s AND time < %s GROUP BY b ORDER BY b LIMIT %s"),
