@@ -316,3 +316,28 @@ def test_a_database_without_postgis_and_a_user_who_may_not_add_it_is_explained(t
     with pytest.raises(StoreError, match=r"PostGIS is not enabled in database 'plain_db' at postgresql://plain_user@"
                                          r".*CREATE EXTENSION postgis"):
         City.init(tmp_path / "c", "EPSG:4549", store=f"postgresql://plain_user@{parts}/plain_db")
+
+
+def test_a_user_who_may_only_read_opens_the_city_and_reads_it(tmp_path, postgis_url, pipe_spec):
+    import psycopg
+
+    from conftest import fresh_schema_url
+    from twin.errors import StoreError
+
+    city = City.init(tmp_path / "c", "EPSG:4549", store=fresh_schema_url(postgis_url))
+    city.ingest(write_geojson(tmp_path / "p.geojson", pipe_features(3)), "pipe", spec=pipe_spec)
+    schema = city.store.schema
+    with psycopg.connect(postgis_url, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS reader_user")
+        conn.execute("CREATE ROLE reader_user LOGIN")
+        conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO reader_user')
+        conn.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO reader_user')
+    config = json.loads((city.root / "city.json").read_text())
+    config["store"] = config["store"].replace("postgres@", "reader_user@")
+    (city.root / "city.json").write_text(json.dumps(config))
+    reader = City.open(city.root)
+    assert reader.features("pipe")["uid"].tolist() == ["pipe.WS-000", "pipe.WS-001", "pipe.WS-002"]
+    assert reader.store.latest() == [] and reader.store.changes("pipe", 0) == [(1, None)]
+    with pytest.raises(StoreError, match="permission denied"):
+        reader.ingest(write_geojson(tmp_path / "q.geojson", pipe_features(4)), "pipe", spec=pipe_spec)
+    assert len(reader.features("pipe")) == 3

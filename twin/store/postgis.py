@@ -327,9 +327,10 @@ class PostgisStore:
                 conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"twin:{self.schema}:migrate"])
                 if not conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [self.schema]).fetchone():
                     conn.execute(sql.SQL("CREATE SCHEMA {}").format(s))
-                conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {}.{} (version integer PRIMARY KEY, "
-                                     "description text NOT NULL, applied timestamptz NOT NULL DEFAULT now())")
-                             .format(s, sql.Identifier(MIGRATIONS_TABLE)))
+                if conn.execute("SELECT to_regclass(%s)", [f'"{self.schema}".{MIGRATIONS_TABLE}']).fetchone()[0] is None:
+                    conn.execute(sql.SQL("CREATE TABLE {}.{} (version integer PRIMARY KEY, description text NOT NULL, "
+                                         "applied timestamptz NOT NULL DEFAULT now())")
+                                 .format(s, sql.Identifier(MIGRATIONS_TABLE)))
                 done = conn.execute(sql.SQL("SELECT COALESCE(MAX(version), 0) FROM {}.{}")
                                     .format(s, sql.Identifier(MIGRATIONS_TABLE))).fetchone()[0]
                 newest = MIGRATIONS[-1][0]
