@@ -483,6 +483,7 @@ def main() -> int:
     parser.add_argument("--quad-segs", type=int, default=16, help="PostGIS ST_Buffer quad_segs (default 16)")
     parser.add_argument("--rebuild", action="store_true", help="build the case again even if one is cached")
     parser.add_argument("--skip-postgis", action="store_true", help="ours only")
+    parser.add_argument("--skip-ours", action="store_true", help="PostGIS only")
     parser.add_argument("--no-explain", action="store_true", help="do not time ours with the gap explained")
     parser.add_argument("--profile", metavar="IND", choices=list(INDICATORS), help="cProfile ours on IND and stop")
     args = parser.parse_args()
@@ -502,6 +503,9 @@ def main() -> int:
 
     results: dict[str, dict] = {}
     for name in names:
+        if args.skip_ours:
+            results[name] = {"ours": math.nan, "result": None}
+            continue
         seconds, result = timed(lambda: ours(city.root, name), args.repeat)
         results[name] = {"ours": seconds, "result": result}
         clock.say(f"ours {name}: {seconds:.3f} s, value {result.value}")
@@ -534,10 +538,11 @@ def main() -> int:
     missed = []
     for name in names:
         r = results[name]
-        value = r["result"].value
+        value = r["result"].value if r["result"] is not None else None
         pg_s = r.get("postgis")
         ratio = r["ours"] / pg_s if pg_s else None
-        ok, diff = agreement(name, r["result"], r["row"], args.quad_segs) if "row" in r else (None, "")
+        ok, diff = agreement(name, r["result"], r["row"], args.quad_segs) if "row" in r and r["result"] is not None \
+            else (None, "")
         print(f"{name:26} {value if value is not None else float('nan'):12.6f} {r['ours']:8.3f} "
               f"{pg_s if pg_s is not None else float('nan'):10.3f} "
               f"{ratio if ratio is not None else float('nan'):6.2f} {'yes' if ok else ('-' if ok is None else 'NO'):>6}  "
