@@ -16,6 +16,7 @@ from twin.snapshots import CityView
 
 if TYPE_CHECKING:
     from twin.live import LiveStatus
+    from twin.notify import Listener
     from twin.sensors import SensorMonitor
 
 __all__ = ["Services", "services", "json_response", "not_modified"]
@@ -31,6 +32,7 @@ class Services:
     events: EventHub
     sensors: SensorMonitor | None = None
     live: LiveStatus | None = None
+    listener: Listener | None = None  # change notices from the store, where it sends them
 
 
 def services(request: Request) -> Services:
