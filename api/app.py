@@ -33,6 +33,7 @@ from twin.errors import BadObservation, NotACity, UnknownLayer, UnknownSensor
 from twin.indicators import MissingLayer
 from twin.events import EventHub
 from twin.live import CityRegistry, LiveStatus
+from twin.notify import follow_notices
 from twin.query import BadQuery, select_simplified
 from twin.sensors import SensorMonitor, Thresholds
 from twin.snapshots import CityView
@@ -64,12 +65,14 @@ def create_app(root: str | Path | None = None, settings: ApiSettings | None = No
     root = Path(root or settings.city or "")
     if not (root / "city.json").is_file():
         raise NotACity(f"{root} is not a city workspace; create one with `twin init`")
-    view = CityView(root, ttl=settings.catalogue_ttl)
+    view = CityView(root, ttl=settings.catalogue_ttl, notified_ttl=settings.notified_refresh_s)
     cache_dir = root / "cache" / "tiles" if settings.disk_cache else None
     hub = EventHub()
     registry = CityRegistry(view.records, lambda name: view.base_snapshot(name).frame, settings.sensor_snap_m)
-    live = LiveStatus(view.city.store, publish=hub.publish, poll_s=settings.status_poll_s)
+    live = LiveStatus(view.city.store, publish=hub.publish, poll_s=settings.status_poll_s,
+                      notified_poll_s=settings.notified_refresh_s)
     view.live, view.registry = live, registry
+    listener = follow_notices(view, live) if settings.listen else None
     monitor = SensorMonitor(view.city.store, registry, Thresholds.load(settings.thresholds_file),
                             max_future_ms=int(settings.max_future_s * 1000))
 
@@ -79,6 +82,8 @@ def create_app(root: str | Path | None = None, settings: ApiSettings | None = No
         threading.Thread(target=_warm, args=(view,), daemon=True, name="twin-warm-up").start()
         stop = threading.Event()
         live.start()
+        if listener is not None:
+            listener.start()
         threading.Thread(target=_every, args=(settings.sweep_s, monitor.sweep, stop), daemon=True,
                          name="twin-staleness").start()
         feeds = _start_feeds(settings, monitor, view)
@@ -88,13 +93,15 @@ def create_app(root: str | Path | None = None, settings: ApiSettings | None = No
             stop.set()
             for feed in feeds:
                 feed.stop()
+            if listener is not None:
+                listener.stop()
             live.stop()
 
     app = FastAPI(title=f"twin: {view.city.name}", version="0.1.0", lifespan=lifespan,
                   description="A city information model: GIS layers, BIM models and terrain, served as "
                               "OGC API - Features and Tiles, Mapbox Vector Tiles, terrain tiles and 3D Tiles.")
     app.state.services = Services(settings, view, TileService(view, cache_dir, settings.tile_cache_items),
-                                  hub, monitor, live)
+                                  hub, monitor, live, listener)
     app.state.tokens = Tokens(settings)
 
     for error, status in ERROR_STATUS.items():

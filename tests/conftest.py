@@ -163,17 +163,21 @@ class Server:
 
         import httpx
 
+        import tempfile
+
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         environment = {**os.environ, "TWIN_CATALOGUE_TTL": "0.2", **(env or {})}
+        # a file, not a pipe: a pipe nobody reads fills up and stops the server mid-test
+        self._log = tempfile.NamedTemporaryFile(prefix="twin-serve-", suffix=".log", delete=False)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "twin.cli", "serve", str(root), "--port", str(self.port), "--workers", str(workers),
              *(args or [])],
-            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            env=environment, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stdout.read().decode()}")
+                raise RuntimeError(f"server exited: {self.log()}")
             try:
                 if httpx.get(f"{self.url}/conformance", timeout=1).status_code == 200:
                     return
@@ -182,9 +186,16 @@ class Server:
         self.close()
         raise RuntimeError("server did not start within 60 s")
 
+    def log(self) -> str:
+        """What the server printed so far (its access log and tracebacks)."""
+        from pathlib import Path
+
+        return Path(self._log.name).read_text(errors="replace")
+
     def close(self) -> None:
         import os
         import signal
+        from pathlib import Path
 
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -192,6 +203,8 @@ class Server:
                 self.process.wait(timeout=10)
             except Exception:
                 os.killpg(self.process.pid, signal.SIGKILL)
+        self._log.close()
+        Path(self._log.name).unlink(missing_ok=True)
 
 
 class InProcessServer:

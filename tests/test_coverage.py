@@ -128,7 +128,7 @@ def test_api_serves_the_same_numbers(server, demo_city):
     cli = {r["indicator"]: r for r in json.loads(twin("coverage", demo_city.root, "--window", "none",
                                                       "--format", "json").stdout)}
     listing = httpx.get(f"{server.url}/indicators", params={"window": "none"}, timeout=60)
-    assert listing.status_code == 200
+    assert listing.status_code == 200, server.log()[-3000:]
     api = {r["indicator"]: r for r in listing.json()}
     assert set(api) == set(cli)
     for name in api:

@@ -31,10 +31,12 @@ import shapely
 from pyproj import CRS, Proj
 
 from twin import sheets
+from twin.areas import clip_polygons, group_unions, overlap_groups, union_area
+from twin.columns import TRUE_WORDS, LayerColumns
 from twin.crs import WGS84, transformer
 from twin.discs import covered_area, disc_polygons
 from twin.errors import TwinError
-from twin.sensors import SensorRegistry
+from twin.sensors import SensorRegistry, link_to_pipes
 
 __all__ = ["INDICATORS", "Indicator", "IndicatorResult", "MissingLayer", "ModelData", "Target", "compute",
            "compute_all", "load_targets", "parse_at", "parse_scales", "parse_window", "measurable_indicators"]
@@ -42,7 +44,6 @@ __all__ = ["INDICATORS", "Indicator", "IndicatorResult", "MissingLayer", "ModelD
 DEFAULT_TARGETS = Path(__file__).with_name("indicators.toml")
 CITY_TARGETS = "indicators.toml"
 GAP_ITEMS = 20  # items listed per gap (missing sheets, longest unmonitored segments, ...)
-TRUE_WORDS = {"true", "t", "yes", "y", "1", "是", "有", "smart", "智能", "智慧"}
 
 
 class MissingLayer(TwinError):
@@ -180,62 +181,89 @@ def parse_scales(text: str | None) -> tuple[int, ...] | None:
 class ModelData:
     """The layers an indicator reads, by kind, in one metric CRS, plus sensor readings.
 
-    `frames` maps a layer kind to a GeoDataFrame (or a callable that loads it, so a city
-    only reads the layers an indicator asks for); `reporting(start_ms, end_ms)` gives the
-    ids of the sensors with a reading in (start, end].
+    `frames` maps a layer kind to a GeoDataFrame, a callable that loads it, or a
+    `LayerColumns` that reads only the columns an indicator asks for (so a city reads no
+    more than it needs); `reporting(start_ms, end_ms)` gives the ids of the sensors with a
+    reading in (start, end]; `registry`, when given, is the sensor registry a server already
+    keeps (which sensor watches which pipe), so it is not built again per request.
     """
 
-    def __init__(self, crs: CRS | str, frames: Mapping[str, gpd.GeoDataFrame | Callable[[], gpd.GeoDataFrame]],
+    def __init__(self, crs: CRS | str, frames: Mapping[str, gpd.GeoDataFrame | Callable[[], gpd.GeoDataFrame]
+                                                       | LayerColumns],
                  reporting: Callable[[int, int], set[str]] | None = None, *, snap_m: float = 10.0,
-                 now_ms: int | None = None) -> None:
+                 now_ms: int | None = None, registry: Callable[[], SensorRegistry] | SensorRegistry | None = None
+                 ) -> None:
         self.crs = CRS.from_user_input(crs)
         self._frames = dict(frames)
         self._loaded: dict[str, gpd.GeoDataFrame] = {}
+        self._partial: dict[tuple[str, tuple[str, ...]], gpd.GeoDataFrame] = {}
         self._reporting = reporting
+        self._registry = registry
         self.snap_m = snap_m
         self.now_ms = now_ms
         self._cache: dict[object, object] = {}
 
     @classmethod
     def from_city(cls, city, *, snap_m: float = 10.0) -> "ModelData":
-        """Every vector layer of a city, grouped by kind and read when first needed."""
-        by_kind: dict[str, list[str]] = {}
+        """Every vector layer of a city, grouped by kind, read (a few columns at a time) when first needed."""
+        by_kind: dict[str, list] = {}
         for record in city.layers():
             if record.kind != "dem":
-                by_kind.setdefault(record.kind, []).append(record.name)
-
-        def loader(names: list[str]) -> Callable[[], gpd.GeoDataFrame]:
-            def load() -> gpd.GeoDataFrame:
-                frames = [city.features(n) for n in names]
-                return frames[0] if len(frames) == 1 else gpd.GeoDataFrame(
-                    pd.concat(frames, ignore_index=True), crs=city.crs)
-            return load
-
-        return cls(city.crs, {kind: loader(names) for kind, names in by_kind.items()},
+                by_kind.setdefault(record.kind, []).append(record)
+        return cls(city.crs, {kind: LayerColumns(city.store, records, city.crs) for kind, records in by_kind.items()},
                    city.store.reporting_sensors, snap_m=snap_m)
 
     def has(self, kind: str) -> bool:
         """Whether the model has a layer of `kind`."""
         return kind in self._frames
 
-    def frame(self, kind: str, needed_by: str) -> gpd.GeoDataFrame:
-        """The features of `kind`; raises MissingLayer naming the indicator that needs them."""
+    def _source(self, kind: str, needed_by: str):
         if kind not in self._frames:
             raise MissingLayer(f"{needed_by} needs a layer of kind {kind!r}, and the city has none; add one with "
                                f"`twin ingest CITY FILE --kind {kind}`")
-        if kind not in self._loaded:
-            source = self._frames[kind]
-            frame = source() if callable(source) else source
-            if "uid" not in frame.columns:
-                frame = frame.assign(uid=[f"{kind}.{k + 1}" for k in range(len(frame))])
-            self._loaded[kind] = frame
+        return self._frames[kind]
+
+    def frame(self, kind: str, needed_by: str, columns: Iterable[str] | None = None) -> gpd.GeoDataFrame:
+        """The features of `kind` (with at least `columns` and `uid`, when the source can read only some);
+        raises MissingLayer naming the indicator that needs them."""
+        source = self._source(kind, needed_by)
+        if kind in self._loaded:
+            return self._loaded[kind]
+        if isinstance(source, LayerColumns) and columns is not None:
+            wanted = tuple(dict.fromkeys(["uid", *columns]))
+            if (kind, wanted) not in self._partial:
+                self._partial[(kind, wanted)] = self._with_uid(kind, source.frame(list(wanted)))
+            return self._partial[(kind, wanted)]
+        frame = source.frame() if isinstance(source, LayerColumns) else source() if callable(source) else source
+        self._loaded[kind] = self._with_uid(kind, frame)
         return self._loaded[kind]
+
+    @staticmethod
+    def _with_uid(kind: str, frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+        if "uid" not in frame.columns:
+            frame = frame.assign(uid=[f"{kind}.{k + 1}" for k in range(len(frame))])
+        return frame
+
+    def count_rows(self, kind: str, needed_by: str, conditions: list[list[str]]) -> list[int] | None:
+        """How many features of `kind` have all of each list of flags true, counted by the store when it can
+        (None: it cannot; read the columns instead)."""
+        source = self._source(kind, needed_by)
+        if isinstance(source, LayerColumns) and kind not in self._loaded:
+            return source.count_rows(conditions)
+        return None
 
     def geoms(self, kind: str, needed_by: str) -> np.ndarray:
         """The 2D geometries of `kind`, valid, as an array."""
         key = ("geoms", kind)
         if key not in self._cache:
-            geoms = shapely.force_2d(np.asarray(self.frame(kind, needed_by).geometry.values, dtype=object))
+            read = self._loaded.get(kind)
+            if read is None:
+                read = next((f for (k, _), f in self._partial.items() if k == kind), None)
+            if read is None:
+                read = self.frame(kind, needed_by, columns=[])
+            geoms = np.asarray(read.geometry.values, dtype=object)
+            if shapely.has_z(geoms).any():
+                geoms = shapely.force_2d(geoms)
             invalid = ~shapely.is_valid(geoms) & ~shapely.is_missing(geoms)
             if invalid.any():
                 geoms = geoms.copy()
@@ -253,6 +281,10 @@ class ModelData:
     def reporting(self, start_ms: int, end_ms: int) -> set[str]:
         """Sensors with a reading in (start, end]."""
         return self._reporting(start_ms, end_ms) if self._reporting else set()
+
+    def registry(self) -> SensorRegistry | None:
+        """The sensor registry given by the caller (a server's), if any."""
+        return self._registry() if callable(self._registry) else self._registry
 
     def to_crs(self, crs: CRS | str) -> "ModelData":
         """The same data in another CRS (for checking that answers do not depend on it)."""
@@ -434,23 +466,25 @@ def _area_ratio(covered: float, area: float) -> tuple[float, float]:
 def topo_map_coverage(data: ModelData, clip, target: Target, opts: Options) -> Measured:
     me = "topo_map_coverage"
     area = _clip(data.union("planning_area", me), clip)
-    frame = data.frame("map_sheet", me)
+    frame = data.frame("map_sheet", me, ["scale", "sheet_id"])
     geoms = data.geoms("map_sheet", me)
     # scales may come as 1000 or as "1:1000"; a sheet without one does not count
     scale = pd.to_numeric(frame["scale"].astype("string").str.strip().str.removeprefix("1:"),
-                          errors="coerce").to_numpy(dtype=float) if "scale" in frame.columns \
+                          errors="coerce").to_numpy(dtype=float, na_value=np.nan) if "scale" in frame.columns \
         else np.full(len(frame), np.nan)
     if opts.scales:
         counted = np.isin(scale, list(opts.scales))
     else:
         counted = scale <= float(target.options.get("max_scale", 2000))
-    sheets_union = _polygonal(shapely.union_all(geoms[counted])) if counted.any() else shapely.Polygon()
-    covered = _polygonal(shapely.intersection(area, sheets_union)) if not area.is_empty else shapely.Polygon()
-    num, den = _area_ratio(covered.area, area.area)
-    m = Measured(num, den, "m2", area=area, covered=covered, empty_reason="no planning area here",
+    covered = union_area(clip_polygons(geoms[counted], area)) if not area.is_empty else 0.0
+    num, den = _area_ratio(covered, area.area)
+    m = Measured(num, den, "m2", area=area, empty_reason="no planning area here",
                  details={"sheets_counted": int(counted.sum()), "sheets_not_counted": int((~counted).sum()),
                           "scales_counted": sorted({int(s) for s in scale[counted] if np.isfinite(s)})})
     if opts.explain and den > 0:
+        sheets_union = _polygonal(shapely.disjoint_subset_union_all(geoms[counted])) if counted.any() \
+            else shapely.Polygon()
+        m.covered = _polygonal(shapely.intersection(area, sheets_union))
         m.uncovered = _polygonal(shapely.difference(area, sheets_union))
         grid_scale = int(pd.Series(scale[counted]).mode().iloc[0]) if counted.any() else 1000
         if grid_scale not in sheets.SHEET_SIZE_M:
@@ -471,33 +505,34 @@ def topo_map_coverage(data: ModelData, clip, target: Target, opts: Options) -> M
 
 def pipeline_monitoring(data: ModelData, clip, target: Target, opts: Options) -> Measured:
     me = "pipeline_monitoring"
-    pipes = data.frame("pipe", me)
+    pipes = data.frame("pipe", me, ["utility"])
     geoms = data.geoms("pipe", me)
-    monitored = _monitored_pipes(data, me, opts)
-    uids = pipes["uid"].astype(str).to_numpy()
-    watched = np.isin(uids, list(monitored)) if monitored else np.zeros(len(uids), dtype=bool)
+    watched = _watched_pipes(data, me, opts)
     lengths = _lengths(geoms, clip)
-    utility = pipes["utility"].astype("object").where(pipes["utility"].notna(), "unknown").to_numpy() \
-        if "utility" in pipes.columns else np.full(len(pipes), "unknown", dtype=object)
+    utility = _utilities(pipes)
+    present = lengths > 0
+    totals = pd.Series(lengths[present]).groupby(utility[present]).sum()
+    on = pd.Series(lengths[present & watched]).groupby(utility[present & watched]).sum()
     per_utility = {}
-    for name in sorted(set(utility[lengths > 0])):
-        sel = (utility == name) & (lengths > 0)
-        total, on = float(lengths[sel].sum()), float(lengths[sel & watched].sum())
-        per_utility[str(name)] = {"value": on / total if total > 0 else None, "numerator": on, "denominator": total}
+    for name in sorted(totals.index):
+        total, watched_m = float(totals[name]), float(on.get(name, 0.0))
+        per_utility[str(name)] = {"value": watched_m / total if total > 0 else None, "numerator": watched_m,
+                                  "denominator": total}
     m = Measured(float(lengths[watched].sum()), float(lengths.sum()), "m", empty_reason="no pipes here",
-                 details={"by_utility": per_utility, "segments": int((lengths > 0).sum()),
-                          "monitored_segments": int((watched & (lengths > 0)).sum()),
+                 details={"by_utility": per_utility, "segments": int(present.sum()),
+                          "monitored_segments": int((watched & present).sum()),
                           "window": None if opts.window_ms is None else f"{opts.window_ms / 3_600_000:g}h",
                           "at": _iso(opts.at_ms if opts.at_ms is not None else data.now_ms or _now_ms())})
     if opts.explain:
+        uids = pipes["uid"].astype(str).to_numpy()
         gaps = []
-        off = ~watched & (lengths > 0)
+        off = ~watched & present
         for name in per_utility:
             sel = np.flatnonzero(off & (utility == name))
             for k in sel[np.argsort(-lengths[sel], kind="stable")][:GAP_ITEMS]:
                 gaps.append({"uid": uids[k], "utility": name, "length_m": float(lengths[k])})
         m.gap_items = gaps
-        on_geoms, off_geoms = geoms[watched & (lengths > 0)], geoms[off]
+        on_geoms, off_geoms = geoms[watched & present], geoms[off]
         if clip is not None:
             on_geoms, off_geoms = shapely.intersection(on_geoms, clip), shapely.intersection(off_geoms, clip)
         m.marks["monitored pipes"] = shapely.multilinestrings(list(shapely.get_parts(on_geoms))) \
@@ -509,24 +544,60 @@ def pipeline_monitoring(data: ModelData, clip, target: Target, opts: Options) ->
     return m
 
 
-def _monitored_pipes(data: ModelData, me: str, opts: Options) -> set[str]:
-    """Uids of pipe segments watched by a sensor that counts (reporting in the window, or installed)."""
-    key = ("monitored", opts.at_ms, opts.window_ms)
+def _utilities(pipes: gpd.GeoDataFrame) -> np.ndarray:
+    """Each pipe's utility as text, 'unknown' where it has none."""
+    if "utility" not in pipes.columns:
+        return np.full(len(pipes), "unknown", dtype=object)
+    return pipes["utility"].astype("string").fillna("unknown").to_numpy(dtype=object)
+
+
+def _watched_pipes(data: ModelData, me: str, opts: Options) -> np.ndarray:
+    """Which pipe segments (by row) a sensor that counts watches: reporting in the window, or installed."""
+    key = ("watched", opts.at_ms, opts.window_ms)
     if key in data._cache:
         return data._cache[key]
-    registry = data._cache.get("registry")
-    if registry is None:
-        registry = SensorRegistry.build({"sensor": data.frame("sensor", me)}, {"pipe": data.frame("pipe", me)},
-                                        data.snap_m)
-        data._cache["registry"] = registry
+    pipes = data.frame("pipe", me, ["utility"])
     if opts.window_ms is None:
-        counting = set(registry.sensors)
+        counting = None
     else:
         at = opts.at_ms if opts.at_ms is not None else (data.now_ms or _now_ms())
         counting = data.reporting(at - opts.window_ms, at)
-    monitored = {uid for (_, uid), sensor_ids in registry.pipe_sensors.items() if counting.intersection(sensor_ids)}
-    data._cache[key] = monitored
-    return monitored
+    watched = np.zeros(len(pipes), dtype=bool)
+    registry = data.registry()
+    if registry is not None:  # the server's own links
+        sensors = registry.sensors if counting is None else {s: registry.sensors[s] for s in counting
+                                                             if s in registry.sensors}
+        uids = {info.pipe for info in sensors.values() if info.pipe is not None}
+        if uids:
+            watched = pipes["uid"].astype("string").isin(list(uids)).to_numpy(dtype=bool, na_value=False)
+    else:
+        sensor_ids, rows = _sensor_links(data, me)
+        counts = np.ones(len(sensor_ids), dtype=bool) if counting is None else \
+            pd.Series(sensor_ids, dtype="string").isin(list(counting)).to_numpy(dtype=bool, na_value=False)
+        watched[rows[counts & (rows >= 0)]] = True
+    data._cache[key] = watched
+    return watched
+
+
+def _sensor_links(data: ModelData, me: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each sensor's id and the row of the pipe it watches (-1: none), as SensorRegistry links them."""
+    if "links" not in data._cache:
+        sensors = data.frame("sensor", me, ["sensor_id", "pipe_id"])
+        pipes = data.frame("pipe", me, ["utility"])
+        ids = (sensors["sensor_id"] if "sensor_id" in sensors.columns
+               else sensors["uid"].astype(str).str.split(".", n=1).str[-1]).astype("string")
+        # a sensor without an id is not a sensor; one whose id came before already is its duplicate
+        keep = (ids.notna() & ~ids.duplicated()).to_numpy(dtype=bool)
+        pipe_ids = sensors["pipe_id"].astype(object).to_numpy() if "pipe_id" in sensors.columns \
+            else np.full(len(sensors), None, dtype=object)
+        pipe_uids = pipes["uid"]
+        import pyarrow as pa
+
+        arrow = pa.array(pipe_uids.astype("string[pyarrow]").array if hasattr(pipe_uids, "array") else pipe_uids)
+        rows, _ = link_to_pipes(np.asarray(sensors.geometry.values, dtype=object)[keep], pipe_ids[keep], arrow,
+                                data.geoms("pipe", me), data.snap_m)
+        data._cache["links"] = (ids[keep].to_numpy(dtype=object), rows)
+    return data._cache["links"]
 
 
 def _now_ms() -> int:
@@ -539,11 +610,15 @@ def _iso(ms: int) -> str:
 
 def _share_of_points(kind: str, flag: str, me: str) -> Callable:
     def measure(data: ModelData, clip, target: Target, opts: Options) -> Measured:
-        frame = data.frame(kind, me)
+        if clip is None and not opts.explain:
+            counts = data.count_rows(kind, me, [[], [flag]])
+            if counts is not None:
+                return Measured(float(counts[1]), float(counts[0]), "count", empty_reason=f"no {kind} here")
+        frame = data.frame(kind, me, [flag, "name"])
         if flag not in frame.columns:
             raise MissingLayer(f"{me} needs the field {flag!r} on the {kind} layer (true for smart ones)")
-        geoms = data.geoms(kind, me)
-        inside = _inside(geoms, clip)
+        geoms = data.geoms(kind, me) if clip is not None or opts.explain else None
+        inside = _inside(geoms, clip) if clip is not None else np.ones(len(frame), dtype=bool)
         smart = _truthy(frame[flag]) & inside
         m = Measured(float(smart.sum()), float(inside.sum()), "count", empty_reason=f"no {kind} here")
         if opts.explain:
@@ -675,24 +750,29 @@ def _discs(data: ModelData, kind: str, me: str) -> tuple[np.ndarray, np.ndarray,
 def green_coverage(data: ModelData, clip, target: Target, opts: Options) -> Measured:
     me = "green_coverage"
     area = _clip(data.union("urban_area", me), clip)
-    green = data.union("green", me)
-    covered = _polygonal(shapely.intersection(area, green))
-    num, den = _area_ratio(covered.area, area.area)
-    m = Measured(num, den, "m2", area=area, covered=covered, empty_reason="no urban area here")
+    parts = clip_polygons(data.geoms("green", me), area)  # area(urban ∩ ∪ green) = area(∪ (green ∩ urban))
+    num, den = _area_ratio(union_area(parts), area.area)
+    m = Measured(num, den, "m2", area=area, empty_reason="no urban area here")
     if opts.explain and den > 0:
-        m.uncovered = _polygonal(shapely.difference(area, green))
+        m.covered = _polygonal(shapely.disjoint_subset_union_all(parts)) if len(parts) else shapely.Polygon()
+        m.uncovered = _polygonal(shapely.difference(area, m.covered))
     return m
 
 
 def energy_metering(data: ModelData, clip, target: Target, opts: Options) -> Measured:
     me = "energy_metering"
-    frame = data.frame("building", me)
+    if clip is None and not opts.explain:
+        counts = data.count_rows("building", me, [["energy_key"], ["energy_key", "energy_metered"]])
+        if counts is not None:
+            return Measured(float(counts[1]), float(counts[0]), "count",
+                            empty_reason="no key energy-using buildings here")
+    frame = data.frame("building", me, ["energy_key", "energy_metered", "name"])
     for name in ("energy_key", "energy_metered"):
         if name not in frame.columns:
             raise MissingLayer(f"{me} needs the building field {name!r} (energy_key: a key energy-using building; "
                                f"energy_metered: its energy use is metered digitally)")
-    geoms = data.geoms("building", me)
-    key = _truthy(frame["energy_key"]) & _inside(geoms, clip)
+    geoms = data.geoms("building", me) if clip is not None or opts.explain else None
+    key = _truthy(frame["energy_key"]) & (_inside(geoms, clip) if clip is not None else True)
     metered = key & _truthy(frame["energy_metered"])
     m = Measured(float(metered.sum()), float(key.sum()), "count", empty_reason="no key energy-using buildings here")
     if opts.explain:
@@ -708,18 +788,19 @@ def energy_metering(data: ModelData, clip, target: Target, opts: Options) -> Mea
 
 def combined_sewer_share(data: ModelData, clip, target: Target, opts: Options) -> Measured:
     me = "combined_sewer_share"
-    pipes = data.frame("pipe", me)
+    pipes = data.frame("pipe", me, ["utility"])
     if "utility" not in pipes.columns:
         raise MissingLayer(f"{me} needs the pipe field 'utility' (storm, sewage or combined)")
     geoms = data.geoms("pipe", me)
-    utility = pipes["utility"].astype("object").to_numpy()
-    drainage = np.isin(utility, ["storm", "sewage", "combined"])
+    utility = pipes["utility"].astype("string")
+    drainage = utility.isin(["storm", "sewage", "combined"]).to_numpy(dtype=bool, na_value=False)
     lengths = np.zeros(len(pipes))
     lengths[drainage] = _lengths(geoms[drainage], clip)
-    combined = utility == "combined"
+    by_utility = pd.Series(lengths[drainage]).groupby(utility.to_numpy(dtype=object)[drainage]).sum()
+    combined = (utility == "combined").to_numpy(dtype=bool, na_value=False)
     m = Measured(float(lengths[combined].sum()), float(lengths[drainage].sum()), "m",
                  empty_reason="no storm, sewage or combined pipes here",
-                 details={u: float(lengths[utility == u].sum()) for u in ("storm", "sewage", "combined")})
+                 details={u: float(by_utility.get(u, 0.0)) for u in ("storm", "sewage", "combined")})
     if opts.explain:
         order = np.flatnonzero(combined & (lengths > 0))
         order = order[np.argsort(-lengths[order], kind="stable")]
@@ -736,14 +817,33 @@ def combined_sewer_share(data: ModelData, clip, target: Target, opts: Options) -
 
 def bim_coverage(data: ModelData, clip, target: Target, opts: Options) -> Measured:
     me = "bim_coverage"
-    bim = _clip(data.union("bim", me), clip)
-    every = _clip(shapely.union_all([data.union("building", me), data.union("bim", me)]), clip)
-    covered = _polygonal(shapely.intersection(every, bim))
-    num, den = _area_ratio(covered.area, every.area)
-    m = Measured(num, den, "m2", area=every, covered=covered, empty_reason="no buildings here")
+    bim = clip_polygons(data.geoms("bim", me), clip)
+    every = np.concatenate([clip_polygons(data.geoms("building", me), clip), bim])
+    # ∪ bim lies inside ∪ every footprint, so area(∪ every ∩ ∪ bim) is area(∪ bim)
+    num, den = _area_ratio(union_area(bim), union_area(every))
+    m = Measured(num, den, "m2", empty_reason="no buildings here")
     if opts.explain and den > 0:
-        m.uncovered = _polygonal(shapely.difference(every, bim))
+        # built group by group (footprints that overlap): never one union of every footprint
+        is_bim = np.r_[np.zeros(len(every) - len(bim), dtype=bool), np.ones(len(bim), dtype=bool)]
+        labels, _, _ = overlap_groups(every)
+        groups, unions = group_unions(every, labels)
+        bim_groups, bim_unions = group_unions(every[is_bim], labels[is_bim])
+        covered = np.full(len(groups), None, dtype=object)
+        covered[np.searchsorted(groups, bim_groups)] = bim_unions
+        uncovered = unions.copy()
+        has = ~shapely.is_missing(covered)
+        uncovered[has] = shapely.difference(unions[has], covered[has])
+        m.area = _parts(unions)
+        m.covered = _parts(covered[has])
+        m.uncovered = _parts(uncovered)
     return m
+
+
+def _parts(geoms: np.ndarray) -> shapely.Geometry:
+    """The polygons of some geometries that meet at most along their edges, as one MultiPolygon (not dissolved)."""
+    parts = shapely.get_parts(np.asarray(geoms, dtype=object)[~shapely.is_missing(geoms)])
+    parts = parts[np.isin(shapely.get_type_id(parts), [3]) & (shapely.area(parts) > 0)] if len(parts) else parts
+    return shapely.multipolygons(parts) if len(parts) else shapely.MultiPolygon()
 
 
 INDICATORS: dict[str, Indicator] = {i.id: i for i in [
