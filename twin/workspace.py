@@ -102,8 +102,8 @@ class City:
         config = CityConfig(name=name or root.resolve().name, crs=crs.upper() if crs.lower().startswith("epsg:") else crs,
                             store=store or "geopackage:city.gpkg", created=_now())
         store_obj = open_store(root, config.store)
-        if store_obj.layers():
-            raise CityExists(f"{store_obj.url} already holds a city's layers; give this city its own "
+        if store_obj.layers() or getattr(store_obj, "fresh", True) is False:
+            raise CityExists(f"{store_obj.url} already holds a city; give this city a store of its own "
                              f"(for PostGIS: another ?schema=NAME)")
         config.store = store_obj.url
         (root / CONFIG_FILE).write_text(json.dumps(config.__dict__, indent=2, ensure_ascii=False) + "\n")

@@ -247,6 +247,7 @@ class PostgisStore:
         self.root = Path(root)
         self._conninfo, self.schema, self.url = parse_store_url(url, schema_name_for(self.root.resolve().name))
         self.commit_hooks: list[CommitHook] = []
+        self.fresh = False  # whether this store made the city's tables (`City.init` refuses a used schema)
         self._partitions: set[str] = set()
         self._prepare()
 
@@ -337,6 +338,7 @@ class PostgisStore:
                 if done > newest:
                     raise StoreError(f"schema {self.schema!r} at {self.url} is at version {done}, made by a newer "
                                      f"twin (this one knows up to {newest}); upgrade twin")
+                self.fresh = done == 0
                 for version, description, ddl in MIGRATIONS:
                     if version > done:
                         conn.execute(ddl.format(s=s.as_string(conn)))
