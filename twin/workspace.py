@@ -77,10 +77,14 @@ class City:
     """A city information model on disk."""
 
     def __init__(self, root: Path, config: CityConfig, store: Store) -> None:
+        from twin.notify import install_notifier
+
         self.root = root
         self.config = config
         self.crs: CRS = city_crs(config.crs)
         self.store = store
+        # every process that writes a shared city tells its servers (a no-op for a GeoPackage)
+        install_notifier(store)
 
     @property
     def name(self) -> str:
