@@ -42,15 +42,15 @@ def listening(server: Server, timeout: float = 30) -> None:
     raise AssertionError(f"{server.url} does not hear change notices: {server.log()[-2000:]}")
 
 
-def until(condition, within: float) -> float:
-    """Poll `condition` (every 20 ms) until it is true; the seconds it took, failing past `within`."""
+def until(condition, within: float, seen=lambda: None) -> float:
+    """Poll `condition` (every 20 ms) until it is true; the seconds it took, failing past `within` with `seen()`."""
     started = time.monotonic()
     while True:
         if condition():
             return time.monotonic() - started
         elapsed = time.monotonic() - started
         if elapsed > within:
-            raise AssertionError(f"not seen within {within} s")
+            raise AssertionError(f"not seen within {within} s; seen: {seen()}")
         time.sleep(0.02)
 
 
@@ -154,15 +154,15 @@ def test_a_status_change_through_one_server_reaches_the_others_event_stream_with
     until(lambda: received, 10)  # the stream is open
     time.sleep(0.3)  # the subscription is taken after the headers go out
     response = httpx.post(f"{one.url}/sensors/observations", headers=AUTH, timeout=30,
-                          json={"sensor_id": "S-0003", "time": format_time(now_ms()), "value": 0.05})
+                          json={"sensor_id": "S-0001", "time": format_time(now_ms()), "value": 0.05})
     assert response.status_code == 201, response.text
-    took = until(lambda: any(e == "status" and d.get("uid") == "pipe.JS-0003" and d["status"] == "alarm"
-                             for e, d in received[1:]), WITHIN_S)
+    took = until(lambda: any(e == "status" and d.get("uid") == "pipe.JS-0001" and d["status"] == "alarm"
+                             for e, d in received[1:]), WITHIN_S, lambda: received[1:])
     reader.join(timeout=10)
     assert [(d["layer"], d["uid"], d["status"]) for _, d in received[1:]] == [
-        ("sensor", "sensor.S-0003", "alarm"), ("pipe", "pipe.JS-0003", "alarm")]
+        ("sensor", "sensor.S-0001", "alarm"), ("pipe", "pipe.JS-0001", "alarm")]
     alarms = httpx.get(f"{other.url}/collections/pipe/items?status=alarm", timeout=30).json()
-    assert "pipe.JS-0003" in [f["id"] for f in alarms["features"]]
+    assert "pipe.JS-0001" in [f["id"] for f in alarms["features"]]
     print(f"the other server's stream carried the alarm after {took * 1000:.0f} ms")
 
 
@@ -186,15 +186,15 @@ def test_every_worker_of_a_multi_worker_server_follows_changes_within_a_second(c
         response = httpx.post(f"{server.url}/sensors/observations", headers=AUTH, timeout=30,
                               json={"sensor_id": "S-0004", "time": format_time(now_ms()), "value": 0.05})
         assert response.status_code == 201, response.text
-        until(lambda: all(len(s) >= 3 for s in streams), WITHIN_S)
+        until(lambda: all(len(s) >= 3 for s in streams), WITHIN_S, lambda: [s[1:] for s in streams])
         for stream in streams:
             assert [(d["uid"], d["status"]) for _, d in stream[1:3]] == [("sensor.S-0004", "alarm"),
-                                                                        ("pipe.JS-0004", "alarm")]
+                                                                        ("pipe.JS-0002", "alarm")]
         # the feature shows the alarm from whichever worker answers
         seen: set[int] = set()
         for _ in range(20):
             alarms = httpx.get(f"{server.url}/collections/pipe/items?status=alarm&limit=1000", timeout=30).json()
-            assert "pipe.JS-0004" in [f["id"] for f in alarms["features"]]
+            assert "pipe.JS-0002" in [f["id"] for f in alarms["features"]]
             seen.add(httpx.get(f"{server.url}/health", timeout=5).json()["pid"])
         assert seen == pids
     finally:
