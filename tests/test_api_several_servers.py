@@ -23,6 +23,8 @@ from conftest import Server, copy_city
 from layers.sensors import format_time, now_ms
 from test_api_events import read_events
 
+pytest.importorskip("twin.store.postgis", reason="needs the PostGIS store")
+
 TOKEN = "several-servers-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # polls slower than any deadline here: only a change notice can meet it
