@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import Tokens, Unauthorized, require_read
 from api.deps import Services
-from api.routes import events, features, indicators, sensors, tiles, web
+from api.routes import events, features, health, indicators, sensors, tiles, web
 from api.settings import ApiSettings
 from api.view import PIPE_SIMPLIFY_M, PRESETS, WEB_ROOT
 from tiles.grid import TileOutOfRange
@@ -132,6 +132,7 @@ def create_app(root: str | Path | None = None, settings: ApiSettings | None = No
     app.include_router(sensors.router)
     app.include_router(indicators.router, dependencies=reads)
     app.include_router(web.router, dependencies=reads)
+    app.include_router(health.router)
     app.mount("/static", StaticFiles(directory=WEB_ROOT), name="static")
     return app
 
