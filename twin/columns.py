@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from contextlib import closing
+import contextlib
+import threading
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -25,6 +27,25 @@ __all__ = ["GeometryColumn", "LayerColumns", "TRUE_WORDS", "gpkg_geometries"]
 
 TRUE_WORDS = {"true", "t", "yes", "y", "1", "是", "有", "smart", "智能", "智慧"}
 SMALL = 5_000  # tables up to this many rows are read with sqlite3 (GDAL's open costs more than the read)
+
+
+_READERS = threading.local()
+
+
+def _reader(path: Path) -> sqlite3.Connection:
+    """A read-only connection to a GeoPackage, one per thread and file, kept open.
+
+    Opening one costs more than counting a few thousand rows (SQLite parses the schema of
+    every layer table, R-tree and trigger first), so it is pooled like a database
+    connection; SQLite sees other processes' commits and schema changes on the next query.
+    """
+    pool = getattr(_READERS, "pool", None)
+    if pool is None:
+        pool = _READERS.pool = {}
+    key = str(path)
+    if key not in pool:
+        pool[key] = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60, check_same_thread=True)
+    return pool[key]
 
 
 def gpkg_geometries(blobs: Sequence[bytes | None]) -> np.ndarray:
@@ -116,20 +137,33 @@ class GeometryColumn:
             return None
         first = np.r_[0, np.cumsum(count)]
         total = int(first[-1])
-        x, y = np.empty(total), np.empty(total)
-        # byte offset of each vertex's x: the geometry's first coordinate, then dims doubles per vertex
-        at = np.arange(total, dtype=np.int64) * 8
-        at *= np.repeat(dims, count)
-        at += np.repeat(start + 9 - first[:-1] * dims * 8, count)
-        shift = at % 8
-        for r in range(8):
-            # coordinates at the same byte offset modulo 8 are one float64 view of the buffer
-            sel = np.flatnonzero(shift == r)
-            if not len(sel):
-                continue
-            view = np.frombuffer(data, dtype="<f8", count=(len(raw) - r) // 8, offset=r)
-            index = (at[sel] - r) // 8
-            x[sel], y[sel] = view[index], view[index + 1]
+        body = None
+        if (dims == dims[0]).all():
+            # cut the 9-byte headers off: what is left is every coordinate, one float64 after another
+            import pyarrow.compute as pc
+
+            body = pc.binary_slice(wkb, 9, 1 << 30)
+            if body.offset or np.frombuffer(body.buffers()[1], dtype=np.int32)[0] or total == 0:
+                body = None
+        if body is not None:
+            d = int(dims[0])
+            values = np.frombuffer(body.buffers()[2], dtype="<f8", count=total * d)
+            x, y = values[0::d], values[1::d]
+        else:
+            x, y = np.empty(total), np.empty(total)
+            # byte offset of each vertex's x: the geometry's first coordinate, then dims doubles per vertex
+            at = np.arange(total, dtype=np.int64) * 8
+            at *= np.repeat(dims, count)
+            at += np.repeat(start + 9 - first[:-1] * dims * 8, count)
+            shift = at % 8
+            for r in range(8):
+                # coordinates at the same byte offset modulo 8 are one float64 view of the buffer
+                sel = np.flatnonzero(shift == r)
+                if not len(sel):
+                    continue
+                view = np.frombuffer(data, dtype="<f8", count=(len(raw) - r) // 8, offset=r)
+                index = (at[sel] - r) // 8
+                x[sel], y[sel] = view[index], view[index + 1]
         self._coords = (x, y, first)
         return self._coords
 
@@ -164,6 +198,10 @@ def _string_columns(table: pa.Table) -> pd.DataFrame:
                                          pa.large_string(): pd.StringDtype("pyarrow")}.get)
 
 
+def _literal(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 class LayerColumns:
     """The layers of one kind in a city's store, read a few columns at a time."""
 
@@ -173,29 +211,51 @@ class LayerColumns:
         self.crs = crs
         self._gpkg = getattr(store, "path", None) if type(store).__name__ == "GeoPackageStore" else None
 
+    @staticmethod
+    def catalogue(store: Store) -> list[LayerRecord]:
+        """The store's layer catalogue (on a GeoPackage, read over the pooled connection)."""
+        if type(store).__name__ != "GeoPackageStore":
+            return store.layers()
+        from twin.store.geopackage import CATALOGUE
+
+        conn = _reader(store.path)
+        cursor = conn.execute(f"SELECT * FROM {CATALOGUE} ORDER BY name")
+        names = [d[0] for d in cursor.description]
+        return [LayerRecord.from_row(dict(zip(names, row))) for row in cursor.fetchall()]
+
     # one table --------------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(f"file:{self._gpkg}?mode=ro", uri=True, timeout=60)
+    def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return contextlib.nullcontext(_reader(self._gpkg))
 
     def _table_columns(self, conn: sqlite3.Connection, table: str) -> tuple[list[str], str | None]:
         names = [row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')]
         geom = conn.execute("SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?", (table,)).fetchone()
         return names, geom[0] if geom else None
 
-    def _read_one(self, record: LayerRecord, columns: Sequence[str] | None,
-                  geometry: bool) -> tuple[pd.DataFrame, GeometryColumn | None]:
+    def _read_one(self, record: LayerRecord, columns: Sequence[str] | None, geometry: bool,
+                  where: tuple[str, Sequence[str]] | None = None) -> tuple[pd.DataFrame, GeometryColumn | None]:
         if self._gpkg is None:
             frame = self.store.read_features(record.name, columns=list(columns) if columns is not None else None)
+            if where is not None:
+                frame = frame[frame[where[0]].isin(list(where[1])).to_numpy(dtype=bool)] \
+                    if where[0] in frame.columns else frame.iloc[:0]
             geoms = GeometryColumn(np.asarray(frame.geometry.values, dtype=object)) if geometry else None
-            return pd.DataFrame(frame.drop(columns=frame.geometry.name)), geoms
-        with closing(self._connect()) as conn:
+            return pd.DataFrame(frame.drop(columns=frame.geometry.name)).reset_index(drop=True), geoms
+        with self._connect() as conn:
             names, geom = self._table_columns(conn, record.table)
             wanted = [c for c in (names if columns is None else columns) if c in names and c not in ("fid", geom)]
             read_geometry = geometry and geom is not None
+            condition = None
+            if where is not None:
+                if where[0] not in names:  # no such column: no feature has one of those values
+                    condition = "0"
+                else:
+                    condition = f'"{where[0]}" IN ({", ".join(_literal(v) for v in where[1]) or "NULL"})'
             if record.feature_count <= SMALL or not read_geometry:
                 select = [f'"{c}"' for c in wanted] + ([f'"{geom}"'] if read_geometry else [])
-                rows = conn.execute(f'SELECT {", ".join(select) or "1"} FROM "{record.table}" ORDER BY fid').fetchall()
+                rows = conn.execute(f'SELECT {", ".join(select) or "1"} FROM "{record.table}"'
+                                    f'{" WHERE " + condition if condition else ""} ORDER BY fid').fetchall()
                 frame = pd.DataFrame.from_records(rows, columns=(wanted + (["geometry"] if read_geometry else []))
                                                   if select else ["_"])
                 geoms = None
@@ -205,7 +265,8 @@ class LayerColumns:
                 return self._types(conn, record.table, frame), geoms
         import pyogrio
 
-        _, table = pyogrio.read_arrow(self._gpkg, layer=record.table, columns=wanted, read_geometry=True)
+        _, table = pyogrio.read_arrow(self._gpkg, layer=record.table, columns=wanted, read_geometry=True,
+                                      where=condition)
         geoms = GeometryColumn.from_wkb(table.column(table.num_columns - 1))
         return _string_columns(table.remove_column(table.num_columns - 1)), geoms
 
@@ -219,11 +280,11 @@ class LayerColumns:
 
     # the kind's layers together ---------------------------------------------------------
 
-    def read(self, columns: Sequence[str] | None = None,
-             geometry: bool = True) -> tuple[pd.DataFrame, GeometryColumn | None]:
+    def read(self, columns: Sequence[str] | None = None, geometry: bool = True,
+             where: tuple[str, Sequence[str]] | None = None) -> tuple[pd.DataFrame, GeometryColumn | None]:
         """The kind's attributes (every layer of it, one after another) with `columns` (None: all), and its
-        geometries (decoded when first asked for)."""
-        parts = [self._read_one(r, columns, geometry) for r in self.records]
+        geometries (decoded when first asked for); only the features whose `where[0]` is one of `where[1]`."""
+        parts = [self._read_one(r, columns, geometry, where) for r in self.records]
         frame = parts[0][0] if len(parts) == 1 else pd.concat([p[0] for p in parts], ignore_index=True)
         if not geometry:
             return frame, None
@@ -249,14 +310,16 @@ class LayerColumns:
         if self._gpkg is None:
             return None
         counts = [0] * len(conditions)
-        with closing(self._connect()) as conn:
+        with self._connect() as conn:
             for record in self.records:
-                names, _ = self._table_columns(conn, record.table)
-                if any(c not in names for cond in conditions for c in cond):
+                declared = {row[1]: row[2].upper() for row in conn.execute(f'PRAGMA table_info("{record.table}")')}
+                if any(c not in declared for cond in conditions for c in cond):
                     return None
                 words = ", ".join("'" + w.replace("'", "''") + "'" for w in sorted(TRUE_WORDS))
 
                 def truth(c: str) -> str:
+                    if declared[c] in ("BOOLEAN", "INTEGER", "SMALLINT", "MEDIUMINT", "TINYINT"):
+                        return f'coalesce("{c}" <> 0, 0)'  # GDAL writes booleans as 0 and 1
                     return (f"(CASE WHEN typeof(\"{c}\") IN ('integer', 'real') THEN \"{c}\" <> 0 "
                             f"WHEN typeof(\"{c}\") = 'text' THEN lower(trim(\"{c}\")) IN ({words}) ELSE 0 END)")
 

@@ -16,6 +16,7 @@ squares and discs, and a city hands it its layers.
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import time
@@ -110,7 +111,19 @@ def load_targets(city_root: str | Path | None = None, path: str | Path | None = 
     return targets
 
 
+_TOML_CACHE: dict[tuple[str, int, int], dict] = {}
+
+
 def _read_toml(path: Path) -> dict:
+    """A TOML file's tables (parsed once per version of the file: every indicator run reads the targets)."""
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _TOML_CACHE:
+        _TOML_CACHE[key] = _parse_toml(path)
+    return copy.deepcopy(_TOML_CACHE[key])
+
+
+def _parse_toml(path: Path) -> dict:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -208,7 +221,7 @@ class ModelData:
     def from_city(cls, city, *, snap_m: float = 10.0) -> "ModelData":
         """Every vector layer of a city, grouped by kind, read (a few columns at a time) when first needed."""
         by_kind: dict[str, list] = {}
-        for record in city.layers():
+        for record in LayerColumns.catalogue(city.store):
             if record.kind != "dem":
                 by_kind.setdefault(record.kind, []).append(record)
         return cls(city.crs, {kind: LayerColumns(city.store, records, city.crs) for kind, records in by_kind.items()},
@@ -273,6 +286,26 @@ class ModelData:
                 geoms = geoms.copy()
                 geoms[invalid] = shapely.make_valid(geoms[invalid])
             self._cache[key] = geoms
+        return self._cache[key]
+
+    def rows_where(self, kind: str, needed_by: str, columns: list[str], column: str,
+                   values: Iterable[str]) -> tuple[pd.DataFrame, GeometryColumn]:
+        """The features of `kind` whose `column` is one of `values`: their `columns` and geometries
+        (filtered by the store when it can, so the others are never read)."""
+        values = tuple(values)
+        key = ("where", kind, tuple(columns), column, values)
+        if key not in self._cache:
+            source = self._source(kind, needed_by)
+            if isinstance(source, LayerColumns) and kind not in self._loaded:
+                frame, geoms = source.read(list(dict.fromkeys([*columns, column])), where=(column, values))
+                frame = self._with_uid(kind, frame) if "uid" in columns else frame
+            else:
+                full = self.frame(kind, needed_by)
+                keep = full[column].isin(list(values)).to_numpy(dtype=bool) if column in full.columns \
+                    else np.zeros(len(full), dtype=bool)
+                frame = pd.DataFrame(full.drop(columns=full.geometry.name))[keep].reset_index(drop=True)
+                geoms = GeometryColumn(self.geoms(kind, needed_by)[keep])
+            self._cache[key] = (frame, geoms)
         return self._cache[key]
 
     def lengths(self, kind: str, needed_by: str, clip: shapely.Geometry | None = None) -> np.ndarray:
@@ -449,8 +482,23 @@ class IndicatorResult:
 
 def _geojson(geom: shapely.Geometry, crs: CRS) -> dict:
     moved = shapely.transform(geom, lambda xy: np.column_stack(transformer(crs, WGS84).transform(xy[:, 0], xy[:, 1])))
-    moved = shapely.set_precision(moved, 1e-7)
-    return shapely.geometry.mapping(moved)
+    return shapely.geometry.mapping(_snap_to_1e7_degrees(moved))
+
+
+def _snap_to_1e7_degrees(geom: shapely.Geometry) -> shapely.Geometry:
+    """Coordinates to 1e-7 degrees (about 1 cm), keeping the geometry valid where GEOS can.
+
+    Parts that meet along their edges (uncovered parts built group by group) or slivers
+    thinner than the grid can make GEOS's snap-rounding fail with a TopologyException; such
+    a geometry is made valid first, and if that still fails its coordinates are rounded as
+    they are.
+    """
+    for attempt in (geom, shapely.make_valid(geom)):
+        try:
+            return shapely.set_precision(attempt, 1e-7)
+        except shapely.errors.GEOSException:
+            continue
+    return shapely.transform(geom, lambda xy: np.round(xy, 7))
 
 
 # the indicators ---------------------------------------------------------------------------
@@ -485,7 +533,7 @@ def _area_ratio(covered: float, area: float) -> tuple[float, float]:
 def topo_map_coverage(data: ModelData, clip, target: Target, opts: Options) -> Measured:
     me = "topo_map_coverage"
     area = _clip(data.union("planning_area", me), clip)
-    frame = data.frame("map_sheet", me, ["scale", "sheet_id"])
+    frame = data.frame("map_sheet", me, ["scale"])
     geoms = data.geoms("map_sheet", me)
     # scales may come as 1000 or as "1:1000"; a sheet without one does not count
     scale = pd.to_numeric(frame["scale"].astype("string").str.strip().str.removeprefix("1:"),
@@ -812,23 +860,24 @@ def energy_metering(data: ModelData, clip, target: Target, opts: Options) -> Mea
 
 def combined_sewer_share(data: ModelData, clip, target: Target, opts: Options) -> Measured:
     me = "combined_sewer_share"
-    pipes = data.frame("pipe", me, ["uid", "utility"] if opts.explain else ["utility"])
+    drainage_kinds = ("storm", "sewage", "combined")
+    # only drainage pipes are read (the store filters them), the rest never leave it
+    pipes, lines = data.rows_where("pipe", me, ["uid", "utility"] if opts.explain else ["utility"], "utility",
+                                   drainage_kinds)
     if "utility" not in pipes.columns:
         raise MissingLayer(f"{me} needs the pipe field 'utility' (storm, sewage or combined)")
     utility = pipes["utility"].astype("string")
-    drainage = utility.isin(["storm", "sewage", "combined"]).to_numpy(dtype=bool, na_value=False)
     if clip is None:
-        lengths = np.where(drainage, data.lengths("pipe", me), 0.0)
+        lengths = lines.lengths()
     else:
-        lengths = np.zeros(len(pipes))
-        lengths[drainage] = _lengths(data.geoms("pipe", me)[drainage], clip)
-    by_utility = {u: float(lengths[(utility == u).to_numpy(dtype=bool, na_value=False)].sum())
-                  for u in ("storm", "sewage", "combined")}
+        lengths = _lengths(shapely.force_2d(lines.geometries()), clip)
+    by_utility = {u: float(lengths[(utility == u).to_numpy(dtype=bool, na_value=False)].sum()) for u in drainage_kinds}
     combined = (utility == "combined").to_numpy(dtype=bool, na_value=False)
-    m = Measured(float(lengths[combined].sum()), float(lengths[drainage].sum()), "m",
+    drainage = np.ones(len(pipes), dtype=bool)
+    m = Measured(float(lengths[combined].sum()), float(lengths.sum()), "m",
                  empty_reason="no storm, sewage or combined pipes here", details=by_utility)
     if opts.explain:
-        geoms = data.geoms("pipe", me)
+        geoms = shapely.force_2d(lines.geometries())
         order = np.flatnonzero(combined & (lengths > 0))
         order = order[np.argsort(-lengths[order], kind="stable")]
         uids = pipes["uid"].astype(str).to_numpy()
