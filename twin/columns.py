@@ -12,7 +12,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 import contextlib
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import geopandas as gpd
@@ -26,6 +28,8 @@ from twin.store import LayerRecord, Store
 __all__ = ["GeometryColumn", "LayerColumns", "TRUE_WORDS", "gpkg_geometries"]
 
 TRUE_WORDS = {"true", "t", "yes", "y", "1", "是", "有", "smart", "智能", "智慧"}
+PARALLEL_ROWS = 200_000  # tables from this many rows are read (and counted) by WORKERS threads, by fid range
+WORKERS = min(os.cpu_count() or 1, 4)
 SMALL = 5_000  # tables up to this many rows are read with sqlite3 (GDAL's open costs more than the read)
 
 
@@ -44,7 +48,12 @@ def _reader(path: Path) -> sqlite3.Connection:
         pool = _READERS.pool = {}
     key = str(path)
     if key not in pool:
-        pool[key] = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60, check_same_thread=True)
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60, check_same_thread=True)
+        # read the file through the page cache's map rather than copying pages, and keep a database
+        # server's worth of them (256 MB, PostgreSQL's shared_buffers in bench/postgis_cluster.py)
+        conn.execute("PRAGMA mmap_size = 1073741824")
+        conn.execute("PRAGMA cache_size = -262144")
+        pool[key] = conn
     return pool[key]
 
 
@@ -173,10 +182,16 @@ class GeometryColumn:
         if lines is None:
             return shapely.length(shapely.force_2d(self.geometries()))
         x, y, first = lines
-        segment = np.hypot(np.diff(x), np.diff(y))
-        owner = np.repeat(np.arange(len(first) - 1), np.diff(first))[:-1] if len(x) else np.zeros(0, dtype=int)
-        same = np.diff(np.repeat(np.arange(len(first) - 1), np.diff(first))) == 0 if len(x) else owner
-        return np.bincount(owner[same], weights=segment[same], minlength=len(first) - 1)
+        out = np.zeros(len(first) - 1)
+        if len(x) < 2:
+            return out
+        segment = np.empty(len(x))
+        np.hypot(np.diff(x), np.diff(y), out=segment[:-1])
+        segment[-1] = 0.0
+        segment[first[1:-1] - 1] = 0.0  # from one line's last vertex to the next line's first: no segment
+        has = np.diff(first) > 0
+        out[has] = np.add.reduceat(segment, first[:-1][has])
+        return out
 
     def bounds(self) -> np.ndarray:
         """(minx, miny, maxx, maxy) of each geometry (NaN for empty ones)."""
@@ -196,6 +211,20 @@ def _string_columns(table: pa.Table) -> pd.DataFrame:
     """A data frame of an Arrow table, strings kept in Arrow (comparing a million of them stays in C++)."""
     return table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow"),
                                          pa.large_string(): pd.StringDtype("pyarrow")}.get)
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _in_parallel(work, parts: list):
+    """work(part) for each part, on a small thread pool when there is more than one (SQLite and GDAL release
+    the GIL while they read, as a database server's parallel workers would scan)."""
+    global _POOL
+    if len(parts) < 2:
+        return [work(p) for p in parts]
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(WORKERS, thread_name_prefix="twin-read")
+    return list(_POOL.map(work, parts))
 
 
 def _literal(value: str) -> str:
@@ -265,8 +294,12 @@ class LayerColumns:
                 return self._types(conn, record.table, frame), geoms
         import pyogrio
 
-        _, table = pyogrio.read_arrow(self._gpkg, layer=record.table, columns=wanted, read_geometry=True,
-                                      where=condition)
+        def read(part: str | None) -> pa.Table:
+            where = " AND ".join(f"({c})" for c in (part, condition) if c) or None
+            return pyogrio.read_arrow(self._gpkg, layer=record.table, columns=wanted, read_geometry=True,
+                                      where=where)[1]
+
+        table = pa.concat_tables(_in_parallel(read, self._fid_ranges(record)))
         geoms = GeometryColumn.from_wkb(table.column(table.num_columns - 1))
         return _string_columns(table.remove_column(table.num_columns - 1)), geoms
 
@@ -324,6 +357,21 @@ class LayerColumns:
                             f"WHEN typeof(\"{c}\") = 'text' THEN lower(trim(\"{c}\")) IN ({words}) ELSE 0 END)")
 
                 terms = [f"sum({' AND '.join(truth(c) for c in cond)})" if cond else "count(*)" for cond in conditions]
-                row = conn.execute(f'SELECT {", ".join(terms)} FROM "{record.table}"').fetchone()
-                counts = [total + int(v or 0) for total, v in zip(counts, row)]
+                sql = f'SELECT {", ".join(terms)} FROM "{record.table}"'
+
+                def count(part: str | None, sql: str = sql) -> tuple:
+                    return _reader(self._gpkg).execute(sql + (f" WHERE {part}" if part else "")).fetchone()
+
+                for row in _in_parallel(count, self._fid_ranges(record)):
+                    counts = [total + int(v or 0) for total, v in zip(counts, row)]
         return counts
+
+    def _fid_ranges(self, record: LayerRecord) -> list[str | None]:
+        """Conditions that split a big table into one fid range per worker (a small one is not split)."""
+        if record.feature_count < PARALLEL_ROWS or WORKERS < 2:
+            return [None]
+        low, high = _reader(self._gpkg).execute(f'SELECT min(fid), max(fid) FROM "{record.table}"').fetchone()
+        if low is None:
+            return [None]
+        cuts = np.linspace(low - 1, high, WORKERS + 1).round().astype(np.int64)
+        return [f"fid > {a} AND fid <= {b}" for a, b in zip(cuts[:-1], cuts[1:])]

@@ -853,8 +853,8 @@ def energy_metering(data: ModelData, clip, target: Target, opts: Options) -> Mea
         m.gap_items = [{"uid": str(frame["uid"].iloc[k]), "name": _text(names.iloc[k])} for k in missing[:GAP_ITEMS]]
         m.details["not_metered"] = int(len(missing))
         m.area = clip
-        m.covered = shapely.union_all(geoms[metered]) if metered.any() else None
-        m.uncovered = shapely.union_all(geoms[missing]) if len(missing) else None
+        m.covered = shapely.disjoint_subset_union_all(geoms[metered]) if metered.any() else None
+        m.uncovered = shapely.disjoint_subset_union_all(geoms[missing]) if len(missing) else None
     return m
 
 

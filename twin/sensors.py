@@ -327,7 +327,8 @@ def _near(bounds: np.ndarray, xy: np.ndarray, reach: float) -> np.ndarray:
     x0, y0 = bounds[:, 0] - reach, bounds[:, 1] - reach
     x1, y1 = bounds[:, 2] + reach, bounds[:, 3] + reach
     widths = np.maximum(x1 - x0, y1 - y0)[ok]
-    cell = max(float(np.percentile(widths, 95)) if len(widths) else reach, 2 * reach, 1e-6)
+    k = int(0.95 * (len(widths) - 1))
+    cell = max(float(np.partition(widths, k)[k]) if len(widths) else reach, 2 * reach, 1e-6)
     minx, miny = xy.min(axis=0) - cell
     nx = int((xy[:, 0].max() - minx) // cell) + 2
     ny = int((xy[:, 1].max() - miny) // cell) + 2
