@@ -1,4 +1,4 @@
-"""Change notices through PostgreSQL LISTEN/NOTIFY (twin.notify), on a throwaway cluster."""
+"""Change notices through PostgreSQL LISTEN/NOTIFY (twin.notify), on the session's PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import time
 
 import pytest
 
+from conftest import both_backends, pipe_features, write_geojson
 from twin.notify import (
     MAX_PAYLOAD_BYTES,
     CommitNotifier,
     Listener,
     channel_for,
+    follow_notices,
     install_notifier,
     listener_for,
     notice_payload,
@@ -23,14 +25,9 @@ psycopg = pytest.importorskip("psycopg")
 
 
 @pytest.fixture(scope="module")
-def pg_conninfo():
-    """A libpq connection string of a throwaway PostgreSQL cluster, for this module."""
-    try:
-        from twin.store.pgcluster import throwaway_cluster
-    except ImportError:
-        from bench.postgis_cluster import throwaway_cluster
-    with throwaway_cluster() as cluster:
-        yield cluster.dsn
+def pg_conninfo(postgis_url):
+    """The session's PostgreSQL database (its URL is a libpq connection string too)."""
+    return postgis_url
 
 
 class Heard:
@@ -168,8 +165,6 @@ def test_a_listener_keeps_trying_while_the_server_is_unreachable():
 
 
 def test_a_view_rereads_its_catalogue_when_expired_not_only_when_its_ttl_runs_out(city, tmp_path):
-    from conftest import pipe_features, write_geojson
-
     from twin.snapshots import CityView
     from twin.workspace import City
 
@@ -207,3 +202,42 @@ def test_a_woken_status_poller_publishes_at_once_rather_at_its_next_tick(city):
         assert [e["status"] for e in published] == ["alarm"] and time.monotonic() - started < 0.5
     finally:
         live.stop()
+
+
+@both_backends
+def test_a_server_view_follows_another_process_writes_at_once_on_postgis_and_by_polling_on_geopackage(
+        city, backend, tmp_path):
+    from twin.live import LiveStatus
+    from twin.snapshots import CityView
+    from twin.store import StatusChange
+    from twin.workspace import City
+
+    city.ingest(write_geojson(tmp_path / "pipes.geojson", pipe_features(2)), kind="pipe")
+    view = CityView(city.root, ttl=3600, notified_ttl=3600)  # only a notice makes it re-read
+    published: list[dict] = []
+    live = LiveStatus(view.city.store, publish=published.append, poll_s=3600, notified_poll_s=3600)
+    listener = follow_notices(view, live)
+    if backend == "gpkg":
+        assert listener is None  # nothing to hear: the server polls
+        return
+    listener.start()
+    live.start()
+    try:
+        assert listener.wait_connected(10)
+        assert view.record("pipe").version == 1
+        writer = City.open(city.root)  # another process, as far as the store can tell
+        writer.ingest(write_geojson(tmp_path / "more.geojson", pipe_features(3)), kind="pipe")
+        started = time.monotonic()
+        while view.record("pipe").version != 2:
+            assert time.monotonic() - started < 1, "the view did not hear of the ingest"
+            time.sleep(0.01)
+        writer.store.update_statuses(lambda readings, statuses: [StatusChange("pipe", "pipe.1", "alarm")])
+        started = time.monotonic()
+        while not published:
+            assert time.monotonic() - started < 1, "the status poller was not woken"
+            time.sleep(0.01)
+        assert [(e["uid"], e["status"]) for e in published] == [("pipe.1", "alarm")]
+        assert listener.received == 2
+    finally:
+        live.stop()
+        listener.stop()

@@ -85,6 +85,11 @@ def overlap_groups(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     i, j = tree.query(geoms)  # boxes overlap: cheap, then the exact test on those pairs only
     pair = i < j
     i, j = i[pair], j[pair]
+    # boxes that only share an edge (sheets on a grid) cannot hold an overlap of interiors
+    b = shapely.bounds(geoms)
+    inner = (np.minimum(b[i, 2], b[j, 2]) > np.maximum(b[i, 0], b[j, 0])) & \
+        (np.minimum(b[i, 3], b[j, 3]) > np.maximum(b[i, 1], b[j, 1]))
+    i, j = i[inner], j[inner]
     hit = shapely.intersects(geoms[i], geoms[j])
     i, j = i[hit], j[hit]
     hit = ~shapely.touches(geoms[i], geoms[j])

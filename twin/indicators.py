@@ -16,6 +16,7 @@ squares and discs, and a city hands it its layers.
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import time
@@ -32,7 +33,7 @@ from pyproj import CRS, Proj
 
 from twin import sheets
 from twin.areas import clip_polygons, group_unions, overlap_groups, union_area
-from twin.columns import TRUE_WORDS, LayerColumns
+from twin.columns import TRUE_WORDS, GeometryColumn, LayerColumns
 from twin.crs import WGS84, transformer
 from twin.discs import covered_area, disc_polygons
 from twin.errors import TwinError
@@ -110,7 +111,19 @@ def load_targets(city_root: str | Path | None = None, path: str | Path | None = 
     return targets
 
 
+_TOML_CACHE: dict[tuple[str, int, int], dict] = {}
+
+
 def _read_toml(path: Path) -> dict:
+    """A TOML file's tables (parsed once per version of the file: every indicator run reads the targets)."""
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _TOML_CACHE:
+        _TOML_CACHE[key] = _parse_toml(path)
+    return copy.deepcopy(_TOML_CACHE[key])
+
+
+def _parse_toml(path: Path) -> dict:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -196,7 +209,8 @@ class ModelData:
         self.crs = CRS.from_user_input(crs)
         self._frames = dict(frames)
         self._loaded: dict[str, gpd.GeoDataFrame] = {}
-        self._partial: dict[tuple[str, tuple[str, ...]], gpd.GeoDataFrame] = {}
+        self._partial: dict[tuple[str, tuple[str, ...]], pd.DataFrame] = {}
+        self._geometry: dict[str, GeometryColumn] = {}
         self._reporting = reporting
         self._registry = registry
         self.snap_m = snap_m
@@ -207,7 +221,7 @@ class ModelData:
     def from_city(cls, city, *, snap_m: float = 10.0) -> "ModelData":
         """Every vector layer of a city, grouped by kind, read (a few columns at a time) when first needed."""
         by_kind: dict[str, list] = {}
-        for record in city.layers():
+        for record in LayerColumns.catalogue(city.store):
             if record.kind != "dem":
                 by_kind.setdefault(record.kind, []).append(record)
         return cls(city.crs, {kind: LayerColumns(city.store, records, city.crs) for kind, records in by_kind.items()},
@@ -224,15 +238,17 @@ class ModelData:
         return self._frames[kind]
 
     def frame(self, kind: str, needed_by: str, columns: Iterable[str] | None = None) -> gpd.GeoDataFrame:
-        """The features of `kind` (with at least `columns` and `uid`, when the source can read only some);
-        raises MissingLayer naming the indicator that needs them."""
+        """The features of `kind` (with at least `columns`, when the source can read only some; a `uid` made
+        up when asked for and missing); raises MissingLayer naming the indicator that needs them."""
         source = self._source(kind, needed_by)
         if kind in self._loaded:
             return self._loaded[kind]
         if isinstance(source, LayerColumns) and columns is not None:
-            wanted = tuple(dict.fromkeys(["uid", *columns]))
+            wanted = tuple(dict.fromkeys(columns))
             if (kind, wanted) not in self._partial:
-                self._partial[(kind, wanted)] = self._with_uid(kind, source.frame(list(wanted)))
+                frame, geoms = source.read(list(wanted), geometry=kind not in self._geometry)
+                self._geometry.setdefault(kind, geoms)
+                self._partial[(kind, wanted)] = self._with_uid(kind, frame) if "uid" in wanted else frame
             return self._partial[(kind, wanted)]
         frame = source.frame() if isinstance(source, LayerColumns) else source() if callable(source) else source
         self._loaded[kind] = self._with_uid(kind, frame)
@@ -256,12 +272,13 @@ class ModelData:
         """The 2D geometries of `kind`, valid, as an array."""
         key = ("geoms", kind)
         if key not in self._cache:
-            read = self._loaded.get(kind)
-            if read is None:
-                read = next((f for (k, _), f in self._partial.items() if k == kind), None)
-            if read is None:
-                read = self.frame(kind, needed_by, columns=[])
-            geoms = np.asarray(read.geometry.values, dtype=object)
+            if kind in self._loaded:
+                geoms = np.asarray(self._loaded[kind].geometry.values, dtype=object)
+            else:
+                if kind not in self._geometry:
+                    self.frame(kind, needed_by, columns=[])
+                geoms = self._geometry[kind].geometries() if kind in self._geometry else \
+                    np.asarray(self.frame(kind, needed_by).geometry.values, dtype=object)
             if shapely.has_z(geoms).any():
                 geoms = shapely.force_2d(geoms)
             invalid = ~shapely.is_valid(geoms) & ~shapely.is_missing(geoms)
@@ -270,6 +287,41 @@ class ModelData:
                 geoms[invalid] = shapely.make_valid(geoms[invalid])
             self._cache[key] = geoms
         return self._cache[key]
+
+    def rows_where(self, kind: str, needed_by: str, columns: list[str], column: str,
+                   values: Iterable[str]) -> tuple[pd.DataFrame, GeometryColumn]:
+        """The features of `kind` whose `column` is one of `values`: their `columns` and geometries
+        (filtered by the store when it can, so the others are never read)."""
+        values = tuple(values)
+        key = ("where", kind, tuple(columns), column, values)
+        if key not in self._cache:
+            source = self._source(kind, needed_by)
+            if isinstance(source, LayerColumns) and kind not in self._loaded:
+                frame, geoms = source.read(list(dict.fromkeys([*columns, column])), where=(column, values))
+                frame = self._with_uid(kind, frame) if "uid" in columns else frame
+            else:
+                full = self.frame(kind, needed_by)
+                keep = full[column].isin(list(values)).to_numpy(dtype=bool) if column in full.columns \
+                    else np.zeros(len(full), dtype=bool)
+                frame = pd.DataFrame(full.drop(columns=full.geometry.name))[keep].reset_index(drop=True)
+                geoms = GeometryColumn(self.geoms(kind, needed_by)[keep])
+            self._cache[key] = (frame, geoms)
+        return self._cache[key]
+
+    def lengths(self, kind: str, needed_by: str, clip: shapely.Geometry | None = None) -> np.ndarray:
+        """Horizontal lengths of the lines of `kind`, clipped to `clip` (from the WKB, when nothing is clipped)."""
+        if clip is None and kind not in self._loaded and ("geoms", kind) not in self._cache:
+            if kind not in self._geometry and isinstance(self._frames.get(kind), LayerColumns):
+                self.frame(kind, needed_by, columns=[])
+            if kind in self._geometry:
+                return self._geometry[kind].lengths()
+        return _lengths(self.geoms(kind, needed_by), clip)
+
+    def geometry_column(self, kind: str, needed_by: str) -> GeometryColumn:
+        """The geometries of `kind`, decoded only where asked (bounds and lengths of lines come from the WKB)."""
+        if kind in self._geometry and ("geoms", kind) not in self._cache:
+            return self._geometry[kind]
+        return GeometryColumn(self.geoms(kind, needed_by))
 
     def union(self, kind: str, needed_by: str) -> shapely.Geometry:
         """The union of the polygons of `kind` (their overlaps count once)."""
@@ -430,8 +482,23 @@ class IndicatorResult:
 
 def _geojson(geom: shapely.Geometry, crs: CRS) -> dict:
     moved = shapely.transform(geom, lambda xy: np.column_stack(transformer(crs, WGS84).transform(xy[:, 0], xy[:, 1])))
-    moved = shapely.set_precision(moved, 1e-7)
-    return shapely.geometry.mapping(moved)
+    return shapely.geometry.mapping(_snap_to_1e7_degrees(moved))
+
+
+def _snap_to_1e7_degrees(geom: shapely.Geometry) -> shapely.Geometry:
+    """Coordinates to 1e-7 degrees (about 1 cm), keeping the geometry valid where GEOS can.
+
+    Parts that meet along their edges (uncovered parts built group by group) or slivers
+    thinner than the grid can make GEOS's snap-rounding fail with a TopologyException; such
+    a geometry is made valid first, and if that still fails its coordinates are rounded as
+    they are.
+    """
+    for attempt in (geom, shapely.make_valid(geom)):
+        try:
+            return shapely.set_precision(attempt, 1e-7)
+        except shapely.errors.GEOSException:
+            continue
+    return shapely.transform(geom, lambda xy: np.round(xy, 7))
 
 
 # the indicators ---------------------------------------------------------------------------
@@ -466,7 +533,7 @@ def _area_ratio(covered: float, area: float) -> tuple[float, float]:
 def topo_map_coverage(data: ModelData, clip, target: Target, opts: Options) -> Measured:
     me = "topo_map_coverage"
     area = _clip(data.union("planning_area", me), clip)
-    frame = data.frame("map_sheet", me, ["scale", "sheet_id"])
+    frame = data.frame("map_sheet", me, ["scale"])
     geoms = data.geoms("map_sheet", me)
     # scales may come as 1000 or as "1:1000"; a sheet without one does not count
     scale = pd.to_numeric(frame["scale"].astype("string").str.strip().str.removeprefix("1:"),
@@ -505,30 +572,30 @@ def topo_map_coverage(data: ModelData, clip, target: Target, opts: Options) -> M
 
 def pipeline_monitoring(data: ModelData, clip, target: Target, opts: Options) -> Measured:
     me = "pipeline_monitoring"
-    pipes = data.frame("pipe", me, ["utility"])
-    geoms = data.geoms("pipe", me)
+    pipes = data.frame("pipe", me, ["uid", "utility"])
     watched = _watched_pipes(data, me, opts)
-    lengths = _lengths(geoms, clip)
-    utility = _utilities(pipes)
+    lengths = data.lengths("pipe", me, clip)
+    codes, names = _utilities(pipes)
     present = lengths > 0
-    totals = pd.Series(lengths[present]).groupby(utility[present]).sum()
-    on = pd.Series(lengths[present & watched]).groupby(utility[present & watched]).sum()
+    totals = np.bincount(codes[present], weights=lengths[present], minlength=len(names))
+    on = np.bincount(codes[present & watched], weights=lengths[present & watched], minlength=len(names))
     per_utility = {}
-    for name in sorted(totals.index):
-        total, watched_m = float(totals[name]), float(on.get(name, 0.0))
-        per_utility[str(name)] = {"value": watched_m / total if total > 0 else None, "numerator": watched_m,
-                                  "denominator": total}
+    for k in sorted(np.unique(codes[present]), key=lambda k: names[k]):
+        total, watched_m = float(totals[k]), float(on[k])
+        per_utility[names[k]] = {"value": watched_m / total if total > 0 else None, "numerator": watched_m,
+                                 "denominator": total}
     m = Measured(float(lengths[watched].sum()), float(lengths.sum()), "m", empty_reason="no pipes here",
                  details={"by_utility": per_utility, "segments": int(present.sum()),
                           "monitored_segments": int((watched & present).sum()),
                           "window": None if opts.window_ms is None else f"{opts.window_ms / 3_600_000:g}h",
                           "at": _iso(opts.at_ms if opts.at_ms is not None else data.now_ms or _now_ms())})
     if opts.explain:
+        geoms = data.geoms("pipe", me)
         uids = pipes["uid"].astype(str).to_numpy()
         gaps = []
         off = ~watched & present
         for name in per_utility:
-            sel = np.flatnonzero(off & (utility == name))
+            sel = np.flatnonzero(off & (codes == names.index(name)))
             for k in sel[np.argsort(-lengths[sel], kind="stable")][:GAP_ITEMS]:
                 gaps.append({"uid": uids[k], "utility": name, "length_m": float(lengths[k])})
         m.gap_items = gaps
@@ -544,11 +611,16 @@ def pipeline_monitoring(data: ModelData, clip, target: Target, opts: Options) ->
     return m
 
 
-def _utilities(pipes: gpd.GeoDataFrame) -> np.ndarray:
-    """Each pipe's utility as text, 'unknown' where it has none."""
+def _utilities(pipes: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Each pipe's utility as a code into a list of names ('unknown' where it has none)."""
     if "utility" not in pipes.columns:
-        return np.full(len(pipes), "unknown", dtype=object)
-    return pipes["utility"].astype("string").fillna("unknown").to_numpy(dtype=object)
+        return np.zeros(len(pipes), dtype=np.int64), ["unknown"]
+    codes, uniques = pd.factorize(pipes["utility"].astype("string"), use_na_sentinel=True)
+    names = [str(u) for u in uniques]
+    if (codes < 0).any():
+        codes = np.where(codes < 0, len(names), codes)
+        names.append("unknown")
+    return codes.astype(np.int64), names
 
 
 def _watched_pipes(data: ModelData, me: str, opts: Options) -> np.ndarray:
@@ -556,7 +628,7 @@ def _watched_pipes(data: ModelData, me: str, opts: Options) -> np.ndarray:
     key = ("watched", opts.at_ms, opts.window_ms)
     if key in data._cache:
         return data._cache[key]
-    pipes = data.frame("pipe", me, ["utility"])
+    pipes = data.frame("pipe", me, ["uid", "utility"])
     if opts.window_ms is None:
         counting = None
     else:
@@ -582,8 +654,8 @@ def _watched_pipes(data: ModelData, me: str, opts: Options) -> np.ndarray:
 def _sensor_links(data: ModelData, me: str) -> tuple[np.ndarray, np.ndarray]:
     """Each sensor's id and the row of the pipe it watches (-1: none), as SensorRegistry links them."""
     if "links" not in data._cache:
-        sensors = data.frame("sensor", me, ["sensor_id", "pipe_id"])
-        pipes = data.frame("pipe", me, ["utility"])
+        sensors = data.frame("sensor", me, ["uid", "sensor_id", "pipe_id"])
+        pipes = data.frame("pipe", me, ["uid", "utility"])
         ids = (sensors["sensor_id"] if "sensor_id" in sensors.columns
                else sensors["uid"].astype(str).str.split(".", n=1).str[-1]).astype("string")
         # a sensor without an id is not a sensor; one whose id came before already is its duplicate
@@ -594,8 +666,8 @@ def _sensor_links(data: ModelData, me: str) -> tuple[np.ndarray, np.ndarray]:
         import pyarrow as pa
 
         arrow = pa.array(pipe_uids.astype("string[pyarrow]").array if hasattr(pipe_uids, "array") else pipe_uids)
-        rows, _ = link_to_pipes(np.asarray(sensors.geometry.values, dtype=object)[keep], pipe_ids[keep], arrow,
-                                data.geoms("pipe", me), data.snap_m)
+        rows, _ = link_to_pipes(data.geoms("sensor", me)[keep], pipe_ids[keep], arrow,
+                                data.geometry_column("pipe", me), data.snap_m)
         data._cache["links"] = (ids[keep].to_numpy(dtype=object), rows)
     return data._cache["links"]
 
@@ -614,7 +686,7 @@ def _share_of_points(kind: str, flag: str, me: str) -> Callable:
             counts = data.count_rows(kind, me, [[], [flag]])
             if counts is not None:
                 return Measured(float(counts[1]), float(counts[0]), "count", empty_reason=f"no {kind} here")
-        frame = data.frame(kind, me, [flag, "name"])
+        frame = data.frame(kind, me, ["uid", flag, "name"])
         if flag not in frame.columns:
             raise MissingLayer(f"{me} needs the field {flag!r} on the {kind} layer (true for smart ones)")
         geoms = data.geoms(kind, me) if clip is not None or opts.explain else None
@@ -706,7 +778,7 @@ def _disc_coverage(point_kind: str, areas: tuple[str, ...], me: str) -> Callable
         for other in areas[1:]:
             area = _polygonal(shapely.intersection(area, data.union(other, me)))
         area = _clip(area, clip)
-        frame = data.frame(point_kind, me)
+        frame = data.frame(point_kind, me, ["range_m"])
         if "range_m" not in frame.columns:
             raise MissingLayer(f"{me} needs the field 'range_m' on the {point_kind} layer (its reach in metres)")
         centers, radii, no_range = _discs(data, point_kind, me)
@@ -735,7 +807,7 @@ def _discs(data: ModelData, kind: str, me: str) -> tuple[np.ndarray, np.ndarray,
     """Disc centres and radii in CRS units: range_m is on the ground, scaled by the CRS's scale factor."""
     key = ("discs", kind)
     if key not in data._cache:
-        frame = data.frame(kind, me)
+        frame = data.frame(kind, me, ["range_m"])
         geoms = data.geoms(kind, me)
         reach = pd.to_numeric(frame["range_m"], errors="coerce").to_numpy(dtype=float)
         ok = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms) & np.isfinite(reach) & (reach > 0)
@@ -766,7 +838,7 @@ def energy_metering(data: ModelData, clip, target: Target, opts: Options) -> Mea
         if counts is not None:
             return Measured(float(counts[1]), float(counts[0]), "count",
                             empty_reason="no key energy-using buildings here")
-    frame = data.frame("building", me, ["energy_key", "energy_metered", "name"])
+    frame = data.frame("building", me, ["uid", "energy_key", "energy_metered", "name"])
     for name in ("energy_key", "energy_metered"):
         if name not in frame.columns:
             raise MissingLayer(f"{me} needs the building field {name!r} (energy_key: a key energy-using building; "
@@ -781,27 +853,31 @@ def energy_metering(data: ModelData, clip, target: Target, opts: Options) -> Mea
         m.gap_items = [{"uid": str(frame["uid"].iloc[k]), "name": _text(names.iloc[k])} for k in missing[:GAP_ITEMS]]
         m.details["not_metered"] = int(len(missing))
         m.area = clip
-        m.covered = shapely.union_all(geoms[metered]) if metered.any() else None
-        m.uncovered = shapely.union_all(geoms[missing]) if len(missing) else None
+        m.covered = shapely.disjoint_subset_union_all(geoms[metered]) if metered.any() else None
+        m.uncovered = shapely.disjoint_subset_union_all(geoms[missing]) if len(missing) else None
     return m
 
 
 def combined_sewer_share(data: ModelData, clip, target: Target, opts: Options) -> Measured:
     me = "combined_sewer_share"
-    pipes = data.frame("pipe", me, ["utility"])
+    drainage_kinds = ("storm", "sewage", "combined")
+    # only drainage pipes are read (the store filters them), the rest never leave it
+    pipes, lines = data.rows_where("pipe", me, ["uid", "utility"] if opts.explain else ["utility"], "utility",
+                                   drainage_kinds)
     if "utility" not in pipes.columns:
         raise MissingLayer(f"{me} needs the pipe field 'utility' (storm, sewage or combined)")
-    geoms = data.geoms("pipe", me)
     utility = pipes["utility"].astype("string")
-    drainage = utility.isin(["storm", "sewage", "combined"]).to_numpy(dtype=bool, na_value=False)
-    lengths = np.zeros(len(pipes))
-    lengths[drainage] = _lengths(geoms[drainage], clip)
-    by_utility = pd.Series(lengths[drainage]).groupby(utility.to_numpy(dtype=object)[drainage]).sum()
+    if clip is None:
+        lengths = lines.lengths()
+    else:
+        lengths = _lengths(shapely.force_2d(lines.geometries()), clip)
+    by_utility = {u: float(lengths[(utility == u).to_numpy(dtype=bool, na_value=False)].sum()) for u in drainage_kinds}
     combined = (utility == "combined").to_numpy(dtype=bool, na_value=False)
-    m = Measured(float(lengths[combined].sum()), float(lengths[drainage].sum()), "m",
-                 empty_reason="no storm, sewage or combined pipes here",
-                 details={u: float(by_utility.get(u, 0.0)) for u in ("storm", "sewage", "combined")})
+    drainage = np.ones(len(pipes), dtype=bool)
+    m = Measured(float(lengths[combined].sum()), float(lengths.sum()), "m",
+                 empty_reason="no storm, sewage or combined pipes here", details=by_utility)
     if opts.explain:
+        geoms = shapely.force_2d(lines.geometries())
         order = np.flatnonzero(combined & (lengths > 0))
         order = order[np.argsort(-lengths[order], kind="stable")]
         uids = pipes["uid"].astype(str).to_numpy()

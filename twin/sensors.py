@@ -270,7 +270,9 @@ def link_to_pipes(points: np.ndarray, pipe_ids: np.ndarray, pipe_uids, pipe_geom
 
     A sensor watches the pipe its `pipe_id` names (a uid, or a key of the `pipe` layer),
     else the nearest pipe within `snap_m` of it. `pipe_uids` may be any array-like of
-    strings; a uid given twice names its last segment.
+    strings; a uid given twice names its last segment. `pipe_geoms` is an array of
+    geometries, or anything with `bounds()` and `geometries(rows)` (twin.columns.GeometryColumn),
+    so that only the pipes near a sensor are decoded.
     """
     n = len(points)
     rows = np.full(n, -1, dtype=np.int64)
@@ -289,9 +291,12 @@ def link_to_pipes(points: np.ndarray, pipe_ids: np.ndarray, pipe_uids, pipe_geom
         pts = shapely.force_2d(np.asarray(points, dtype=object)[need])
         ok = ~shapely.is_missing(pts) & ~shapely.is_empty(pts)
         need, pts = need[ok], pts[ok]
-        candidates = _near(pipe_geoms, shapely.get_coordinates(pts), snap_m)
+        candidates = _near(pipe_geoms.bounds() if hasattr(pipe_geoms, "bounds") else
+                           shapely.bounds(np.asarray(pipe_geoms, dtype=object)), shapely.get_coordinates(pts), snap_m)
         if len(need) and len(candidates):
-            tree = shapely.STRtree(shapely.force_2d(np.asarray(pipe_geoms, dtype=object)[candidates]))
+            near = pipe_geoms.geometries(candidates) if hasattr(pipe_geoms, "geometries") \
+                else np.asarray(pipe_geoms, dtype=object)[candidates]
+            tree = shapely.STRtree(shapely.force_2d(near))
             which, hit = tree.query_nearest(pts, max_distance=snap_m)
             which, first = np.unique(which, return_index=True)
             rows[need[which]] = candidates[hit[first]]
@@ -316,14 +321,14 @@ def _rows_of(uids, wanted: np.ndarray) -> np.ndarray:
     return found[inverse]
 
 
-def _near(geoms: np.ndarray, xy: np.ndarray, reach: float) -> np.ndarray:
-    """Rows of the geometries whose box, grown by `reach`, may hold one of the points (a grid test)."""
-    bounds = shapely.bounds(np.asarray(geoms, dtype=object))
+def _near(bounds: np.ndarray, xy: np.ndarray, reach: float) -> np.ndarray:
+    """Rows of the boxes that, grown by `reach`, may hold one of the points (a grid test)."""
     ok = np.isfinite(bounds).all(axis=1)
     x0, y0 = bounds[:, 0] - reach, bounds[:, 1] - reach
     x1, y1 = bounds[:, 2] + reach, bounds[:, 3] + reach
     widths = np.maximum(x1 - x0, y1 - y0)[ok]
-    cell = max(float(np.percentile(widths, 95)) if len(widths) else reach, 2 * reach, 1e-6)
+    k = int(0.95 * (len(widths) - 1))
+    cell = max(float(np.partition(widths, k)[k]) if len(widths) else reach, 2 * reach, 1e-6)
     minx, miny = xy.min(axis=0) - cell
     nx = int((xy[:, 0].max() - minx) // cell) + 2
     ny = int((xy[:, 1].max() - miny) // cell) + 2
