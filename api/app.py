@@ -29,7 +29,7 @@ from api.view import PIPE_SIMPLIFY_M, PRESETS, WEB_ROOT
 from tiles.grid import TileOutOfRange
 from tiles.service import TileService
 from tiles.terrain import NoTerrain
-from twin.errors import BadObservation, NotACity, UnknownLayer, UnknownSensor
+from twin.errors import BadObservation, NotACity, StoreError, UnknownLayer, UnknownSensor
 from twin.indicators import MissingLayer
 from twin.events import EventHub
 from twin.live import CityRegistry, LiveStatus
@@ -52,6 +52,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     UnknownSensor: 404,
     NoTerrain: 404,
     MissingLayer: 404,
+    StoreError: 503,  # the database is down or refuses: the request may succeed later
 }
 
 
