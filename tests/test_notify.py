@@ -241,3 +241,31 @@ def test_a_server_view_follows_another_process_writes_at_once_on_postgis_and_by_
     finally:
         live.stop()
         listener.stop()
+
+
+def test_a_server_view_whose_listener_drops_polls_until_it_hears_again(postgis_url, tmp_path):
+    from conftest import fresh_schema_url
+
+    from twin.snapshots import CityView
+    from twin.workspace import City
+
+    city = City.init(tmp_path / "city", "EPSG:4549", store=fresh_schema_url(postgis_url))
+    city.ingest(write_geojson(tmp_path / "pipes.geojson", pipe_features(2)), kind="pipe")
+    view = CityView(city.root, ttl=0.2, notified_ttl=3600)
+    listener = follow_notices(view, None, backoff=(6.0, 6.0))  # back 6 s after a drop
+    listener.start()
+    try:
+        assert listener.wait_connected(10) and view.notified()
+        with psycopg.connect(postgis_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", [listener.backend_pid])
+        started = time.monotonic()
+        while view.notified():
+            assert time.monotonic() - started < 2, "the drop went unnoticed"
+            time.sleep(0.01)
+        assert view.record("pipe").version == 1
+        City.open(city.root).ingest(write_geojson(tmp_path / "more.geojson", pipe_features(3)), kind="pipe")
+        time.sleep(0.3)  # more than the polling ttl, less than the reconnection
+        assert not listener.connected and view.record("pipe").version == 2
+        assert listener.wait_connected(10) and view.notified()
+    finally:
+        listener.stop()
