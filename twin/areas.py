@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
-from twin.columns import split_work
+from twin.columns import in_parallel, split_work
 
 __all__ = ["clip_polygons", "group_unions", "overlap_groups", "union_area", "union_parts"]
 
@@ -146,10 +146,10 @@ def group_unions(geoms: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.
             for k in range(high):
                 has = sizes[sel] > k
                 rows[has, k] = geoms[order[starts[sel[has]] + k]]
-            out[sel] = shapely.union_all(rows, axis=1)
+            out[sel] = split_work(lambda part: shapely.union_all(part, axis=1), rows, min_size=256)
         low *= 2
-    for g in np.flatnonzero(sizes > BUCKET_MAX):
-        out[g] = shapely.union_all(geoms[order[starts[g]:starts[g] + sizes[g]]])
+    big = np.flatnonzero(sizes > BUCKET_MAX)
+    out[big] = in_parallel(lambda g: shapely.union_all(geoms[order[starts[g]:starts[g] + sizes[g]]]), list(big))
     return sorted_labels[starts], out
 
 

@@ -25,7 +25,7 @@ import shapely
 
 from twin.store import LayerRecord, Store
 
-__all__ = ["GeometryColumn", "LayerColumns", "TRUE_WORDS", "gpkg_geometries", "split_work"]
+__all__ = ["GeometryColumn", "LayerColumns", "TRUE_WORDS", "gpkg_geometries", "in_parallel", "split_work"]
 
 TRUE_WORDS = {"true", "t", "yes", "y", "1", "是", "有", "smart", "智能", "智慧"}
 PARALLEL_ROWS = 200_000  # tables from this many rows are read (and counted) by WORKERS threads, by fid range
@@ -216,7 +216,7 @@ def _string_columns(table: pa.Table) -> pd.DataFrame:
 _POOL: ThreadPoolExecutor | None = None
 
 
-def _in_parallel(work, parts: list):
+def in_parallel(work, parts: list) -> list:
     """work(part) for each part, on a small thread pool when there is more than one (SQLite and GDAL release
     the GIL while they read, as a database server's parallel workers would scan)."""
     global _POOL
@@ -239,7 +239,7 @@ def split_work(function, *arrays: np.ndarray, min_size: int = 50_000) -> np.ndar
     if n < min_size or WORKERS < 2:
         return function(*arrays)
     cuts = np.linspace(0, n, WORKERS + 1).astype(np.int64)
-    parts = _in_parallel(lambda k: function(*(a[cuts[k]:cuts[k + 1]] for a in arrays)), list(range(WORKERS)))
+    parts = in_parallel(lambda k: function(*(a[cuts[k]:cuts[k + 1]] for a in arrays)), list(range(WORKERS)))
     return np.concatenate(parts)
 
 
@@ -315,7 +315,7 @@ class LayerColumns:
             return pyogrio.read_arrow(self._gpkg, layer=record.table, columns=wanted, read_geometry=True,
                                       where=where)[1]
 
-        table = pa.concat_tables(_in_parallel(read, self._fid_ranges(record)))
+        table = pa.concat_tables(in_parallel(read, self._fid_ranges(record)))
         geoms = GeometryColumn.from_wkb(table.column(table.num_columns - 1))
         return _string_columns(table.remove_column(table.num_columns - 1)), geoms
 
@@ -378,7 +378,7 @@ class LayerColumns:
                 def count(part: str | None, sql: str = sql) -> tuple:
                     return _reader(self._gpkg).execute(sql + (f" WHERE {part}" if part else "")).fetchone()
 
-                for row in _in_parallel(count, self._fid_ranges(record)):
+                for row in in_parallel(count, self._fid_ranges(record)):
                     counts = [total + int(v or 0) for total, v in zip(counts, row)]
         return counts
 
