@@ -28,8 +28,8 @@ from twin.store import LayerRecord, Store
 __all__ = ["GeometryColumn", "LayerColumns", "TRUE_WORDS", "gpkg_geometries", "in_parallel", "split_work"]
 
 TRUE_WORDS = {"true", "t", "yes", "y", "1", "是", "有", "smart", "智能", "智慧"}
-PARALLEL_ROWS = 200_000  # tables from this many rows are read (and counted) by WORKERS threads, by fid range
-WORKERS = min(os.cpu_count() or 1, 4)
+WORKERS = min(os.cpu_count() or 1, 4)  # threads for shapely's vectorised work (reading a table in two halves
+# at once was slower: SQLite and GDAL do not overlap well)
 SMALL = 5_000  # tables up to this many rows are read with sqlite3 (GDAL's open costs more than the read)
 
 
@@ -217,8 +217,7 @@ _POOL: ThreadPoolExecutor | None = None
 
 
 def in_parallel(work, parts: list) -> list:
-    """work(part) for each part, on a small thread pool when there is more than one (SQLite and GDAL release
-    the GIL while they read, as a database server's parallel workers would scan)."""
+    """work(part) for each part, on a small thread pool when there is more than one."""
     global _POOL
     if len(parts) < 2:
         return [work(p) for p in parts]
@@ -310,12 +309,8 @@ class LayerColumns:
                 return self._types(conn, record.table, frame), geoms
         import pyogrio
 
-        def read(part: str | None) -> pa.Table:
-            where = " AND ".join(f"({c})" for c in (part, condition) if c) or None
-            return pyogrio.read_arrow(self._gpkg, layer=record.table, columns=wanted, read_geometry=True,
-                                      where=where)[1]
-
-        table = pa.concat_tables(in_parallel(read, self._fid_ranges(record)))
+        _, table = pyogrio.read_arrow(self._gpkg, layer=record.table, columns=wanted, read_geometry=True,
+                                      where=condition)
         geoms = GeometryColumn.from_wkb(table.column(table.num_columns - 1))
         return _string_columns(table.remove_column(table.num_columns - 1)), geoms
 
@@ -373,21 +368,6 @@ class LayerColumns:
                             f"WHEN typeof(\"{c}\") = 'text' THEN lower(trim(\"{c}\")) IN ({words}) ELSE 0 END)")
 
                 terms = [f"sum({' AND '.join(truth(c) for c in cond)})" if cond else "count(*)" for cond in conditions]
-                sql = f'SELECT {", ".join(terms)} FROM "{record.table}"'
-
-                def count(part: str | None, sql: str = sql) -> tuple:
-                    return _reader(self._gpkg).execute(sql + (f" WHERE {part}" if part else "")).fetchone()
-
-                for row in in_parallel(count, self._fid_ranges(record)):
-                    counts = [total + int(v or 0) for total, v in zip(counts, row)]
+                row = conn.execute(f'SELECT {", ".join(terms)} FROM "{record.table}"').fetchone()
+                counts = [total + int(v or 0) for total, v in zip(counts, row)]
         return counts
-
-    def _fid_ranges(self, record: LayerRecord) -> list[str | None]:
-        """Conditions that split a big table into one fid range per worker (a small one is not split)."""
-        if record.feature_count < PARALLEL_ROWS or WORKERS < 2:
-            return [None]
-        low, high = _reader(self._gpkg).execute(f'SELECT min(fid), max(fid) FROM "{record.table}"').fetchone()
-        if low is None:
-            return [None]
-        cuts = np.linspace(low - 1, high, WORKERS + 1).round().astype(np.int64)
-        return [f"fid > {a} AND fid <= {b}" for a, b in zip(cuts[:-1], cuts[1:])]
