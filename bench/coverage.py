@@ -355,13 +355,16 @@ def open_case(scale: float, clock: Clock, rebuild: bool = False) -> City:
 # PostGIS ----------------------------------------------------------------------------------
 
 
-def load_postgis(pg, city: City, clock: Clock) -> None:
-    """Every vector layer as a table named by its kind, and the observations as (sensor_id, time)."""
+def load_postgis(pg, city: City, clock: Clock, kinds: set[str]) -> None:
+    """The layers of `kinds` as tables named by their kind, and the observations as (sensor_id, time)."""
     gpkg = city.store.path
     for record in city.layers():
+        if record.kind not in kinds:
+            continue
         took = pg.load_gpkg(gpkg, record.table, record.kind)
         clock.say(f"PostGIS: loaded {record.kind} ({record.feature_count:,}) in {took:.1f} s")
-    pg.psql("CREATE INDEX ON pipe (uid); CREATE INDEX ON pipe (utility)")
+    if "pipe" in kinds:
+        pg.psql("CREATE INDEX ON pipe (uid); CREATE INDEX ON pipe (utility)")
     live = city.root / "city.live.sqlite"
     with sqlite3.connect(live) as conn:
         rows = conn.execute("SELECT sensor_id, time FROM twin_observations").fetchall()
@@ -512,7 +515,9 @@ def main() -> int:
         if not args.skip_postgis:
             clock.say(f"PostGIS: {ensure_postgis_installed()}")
             pg = stack.enter_context(throwaway_cluster())
-            load_postgis(pg, city, clock)
+            kinds = {kind for name in names for kind in INDICATORS[name].needs} | (
+                {"key_area"} if "fiveg_coverage" in names else set())
+            load_postgis(pg, city, clock, kinds)
             import psycopg
 
             conn = stack.enter_context(psycopg.connect(pg.dsn, autocommit=True))

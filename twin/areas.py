@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
+from twin.columns import in_parallel, split_work
+
 __all__ = ["clip_polygons", "group_unions", "overlap_groups", "union_area", "union_parts"]
 
 BUCKET_MAX = 64  # groups up to this size are unioned many at a time (padded rows); larger ones alone
@@ -90,9 +92,9 @@ def overlap_groups(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     inner = (np.minimum(b[i, 2], b[j, 2]) > np.maximum(b[i, 0], b[j, 0])) & \
         (np.minimum(b[i, 3], b[j, 3]) > np.maximum(b[i, 1], b[j, 1]))
     i, j = i[inner], j[inner]
-    hit = shapely.intersects(geoms[i], geoms[j])
+    hit = split_work(shapely.intersects, geoms[i], geoms[j])
     i, j = i[hit], j[hit]
-    hit = ~shapely.touches(geoms[i], geoms[j])
+    hit = ~split_work(shapely.touches, geoms[i], geoms[j])
     i, j = i[hit], j[hit]
     if not len(i):
         return labels, i, j
@@ -144,10 +146,10 @@ def group_unions(geoms: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.
             for k in range(high):
                 has = sizes[sel] > k
                 rows[has, k] = geoms[order[starts[sel[has]] + k]]
-            out[sel] = shapely.union_all(rows, axis=1)
+            out[sel] = split_work(lambda part: shapely.union_all(part, axis=1), rows, min_size=256)
         low *= 2
-    for g in np.flatnonzero(sizes > BUCKET_MAX):
-        out[g] = shapely.union_all(geoms[order[starts[g]:starts[g] + sizes[g]]])
+    big = np.flatnonzero(sizes > BUCKET_MAX)
+    out[big] = in_parallel(lambda g: shapely.union_all(geoms[order[starts[g]:starts[g] + sizes[g]]]), list(big))
     return sorted_labels[starts], out
 
 
@@ -170,7 +172,7 @@ def union_area(geoms: np.ndarray) -> float:
     # a group of two: inclusion-exclusion, vectorised
     two = size[i] == 2
     if two.any():
-        shared = shapely.area(shapely.intersection(geoms[i[two]], geoms[j[two]]))
+        shared = shapely.area(split_work(shapely.intersection, geoms[i[two]], geoms[j[two]], min_size=5_000))
         total += float(areas[size == 2].sum() - shared.sum())
     many = size > 2
     if many.any():

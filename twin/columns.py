@@ -25,11 +25,11 @@ import shapely
 
 from twin.store import LayerRecord, Store
 
-__all__ = ["GeometryColumn", "LayerColumns", "TRUE_WORDS", "gpkg_geometries"]
+__all__ = ["GeometryColumn", "LayerColumns", "TRUE_WORDS", "gpkg_geometries", "in_parallel", "split_work"]
 
 TRUE_WORDS = {"true", "t", "yes", "y", "1", "是", "有", "smart", "智能", "智慧"}
-PARALLEL_ROWS = 200_000  # tables from this many rows are read (and counted) by WORKERS threads, by fid range
-WORKERS = min(os.cpu_count() or 1, 4)
+WORKERS = min(os.cpu_count() or 1, 4)  # threads for shapely's vectorised work (reading a table in two halves
+# at once was slower: SQLite and GDAL do not overlap well)
 SMALL = 5_000  # tables up to this many rows are read with sqlite3 (GDAL's open costs more than the read)
 
 
@@ -115,7 +115,7 @@ class GeometryColumn:
         if self._geoms is not None:
             return self._geoms if rows is None else self._geoms[rows]
         if rows is None:
-            self._geoms = shapely.from_wkb(self._wkb.to_numpy(zero_copy_only=False))
+            self._geoms = split_work(shapely.from_wkb, self._wkb.to_numpy(zero_copy_only=False))
             return self._geoms
         return shapely.from_wkb(self._wkb.take(pa.array(np.asarray(rows, dtype=np.int64))).to_numpy(
             zero_copy_only=False))
@@ -216,15 +216,30 @@ def _string_columns(table: pa.Table) -> pd.DataFrame:
 _POOL: ThreadPoolExecutor | None = None
 
 
-def _in_parallel(work, parts: list):
-    """work(part) for each part, on a small thread pool when there is more than one (SQLite and GDAL release
-    the GIL while they read, as a database server's parallel workers would scan)."""
+def in_parallel(work, parts: list) -> list:
+    """work(part) for each part, on a small thread pool when there is more than one."""
     global _POOL
     if len(parts) < 2:
         return [work(p) for p in parts]
     if _POOL is None:
         _POOL = ThreadPoolExecutor(WORKERS, thread_name_prefix="twin-read")
     return list(_POOL.map(work, parts))
+
+
+def split_work(function, *arrays: np.ndarray, min_size: int = 50_000) -> np.ndarray:
+    """function(*arrays) in WORKERS slices at once (shapely's vectorised functions release the GIL).
+
+    Examples
+    --------
+    >>> split_work(shapely.area, np.array([shapely.box(0, 0, 1, 1)] * 3), min_size=1).tolist()
+    [1.0, 1.0, 1.0]
+    """
+    n = len(arrays[0])
+    if n < min_size or WORKERS < 2:
+        return function(*arrays)
+    cuts = np.linspace(0, n, WORKERS + 1).astype(np.int64)
+    parts = in_parallel(lambda k: function(*(a[cuts[k]:cuts[k + 1]] for a in arrays)), list(range(WORKERS)))
+    return np.concatenate(parts)
 
 
 def _literal(value: str) -> str:
@@ -294,12 +309,8 @@ class LayerColumns:
                 return self._types(conn, record.table, frame), geoms
         import pyogrio
 
-        def read(part: str | None) -> pa.Table:
-            where = " AND ".join(f"({c})" for c in (part, condition) if c) or None
-            return pyogrio.read_arrow(self._gpkg, layer=record.table, columns=wanted, read_geometry=True,
-                                      where=where)[1]
-
-        table = pa.concat_tables(_in_parallel(read, self._fid_ranges(record)))
+        _, table = pyogrio.read_arrow(self._gpkg, layer=record.table, columns=wanted, read_geometry=True,
+                                      where=condition)
         geoms = GeometryColumn.from_wkb(table.column(table.num_columns - 1))
         return _string_columns(table.remove_column(table.num_columns - 1)), geoms
 
@@ -357,21 +368,6 @@ class LayerColumns:
                             f"WHEN typeof(\"{c}\") = 'text' THEN lower(trim(\"{c}\")) IN ({words}) ELSE 0 END)")
 
                 terms = [f"sum({' AND '.join(truth(c) for c in cond)})" if cond else "count(*)" for cond in conditions]
-                sql = f'SELECT {", ".join(terms)} FROM "{record.table}"'
-
-                def count(part: str | None, sql: str = sql) -> tuple:
-                    return _reader(self._gpkg).execute(sql + (f" WHERE {part}" if part else "")).fetchone()
-
-                for row in _in_parallel(count, self._fid_ranges(record)):
-                    counts = [total + int(v or 0) for total, v in zip(counts, row)]
+                row = conn.execute(f'SELECT {", ".join(terms)} FROM "{record.table}"').fetchone()
+                counts = [total + int(v or 0) for total, v in zip(counts, row)]
         return counts
-
-    def _fid_ranges(self, record: LayerRecord) -> list[str | None]:
-        """Conditions that split a big table into one fid range per worker (a small one is not split)."""
-        if record.feature_count < PARALLEL_ROWS or WORKERS < 2:
-            return [None]
-        low, high = _reader(self._gpkg).execute(f'SELECT min(fid), max(fid) FROM "{record.table}"').fetchone()
-        if low is None:
-            return [None]
-        cuts = np.linspace(low - 1, high, WORKERS + 1).round().astype(np.int64)
-        return [f"fid > {a} AND fid <= {b}" for a, b in zip(cuts[:-1], cuts[1:])]

@@ -33,7 +33,7 @@ from pyproj import CRS, Proj
 
 from twin import sheets
 from twin.areas import clip_polygons, group_unions, overlap_groups, union_area
-from twin.columns import TRUE_WORDS, GeometryColumn, LayerColumns
+from twin.columns import TRUE_WORDS, GeometryColumn, LayerColumns, split_work
 from twin.crs import WGS84, transformer
 from twin.discs import covered_area, disc_polygons
 from twin.errors import TwinError
@@ -281,7 +281,7 @@ class ModelData:
                     np.asarray(self.frame(kind, needed_by).geometry.values, dtype=object)
             if shapely.has_z(geoms).any():
                 geoms = shapely.force_2d(geoms)
-            invalid = ~shapely.is_valid(geoms) & ~shapely.is_missing(geoms)
+            invalid = ~split_work(shapely.is_valid, geoms) & ~shapely.is_missing(geoms)
             if invalid.any():
                 geoms = geoms.copy()
                 geoms[invalid] = shapely.make_valid(geoms[invalid])

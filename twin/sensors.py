@@ -288,7 +288,8 @@ def link_to_pipes(points: np.ndarray, pipe_ids: np.ndarray, pipe_uids, pipe_geom
             rows[retry] = _rows_of(pipe_uids, np.array(["pipe." + str(pipe_ids[k]) for k in retry], dtype=object))
     need = np.flatnonzero(rows < 0)
     if snap_m > 0 and len(need) and len(pipe_geoms):
-        pts = shapely.force_2d(np.asarray(points, dtype=object)[need])
+        pts = np.asarray(points, dtype=object)[need]
+        pts = shapely.force_2d(pts) if shapely.has_z(pts).any() else pts
         ok = ~shapely.is_missing(pts) & ~shapely.is_empty(pts)
         need, pts = need[ok], pts[ok]
         candidates = _near(pipe_geoms.bounds() if hasattr(pipe_geoms, "bounds") else
@@ -296,7 +297,7 @@ def link_to_pipes(points: np.ndarray, pipe_ids: np.ndarray, pipe_uids, pipe_geom
         if len(need) and len(candidates):
             near = pipe_geoms.geometries(candidates) if hasattr(pipe_geoms, "geometries") \
                 else np.asarray(pipe_geoms, dtype=object)[candidates]
-            tree = shapely.STRtree(shapely.force_2d(near))
+            tree = shapely.STRtree(shapely.force_2d(near) if shapely.has_z(near).any() else near)
             which, hit = tree.query_nearest(pts, max_distance=snap_m)
             which, first = np.unique(which, return_index=True)
             rows[need[which]] = candidates[hit[first]]
@@ -322,35 +323,32 @@ def _rows_of(uids, wanted: np.ndarray) -> np.ndarray:
 
 
 def _near(bounds: np.ndarray, xy: np.ndarray, reach: float) -> np.ndarray:
-    """Rows of the boxes that, grown by `reach`, may hold one of the points (a grid test)."""
+    """Rows of the boxes that, grown by `reach`, may hold one of the points.
+
+    The points are marked on a grid of cells `2 reach` wide, and a summed-area table of
+    the marks tells for any box in four look-ups whether a marked cell lies under it.
+    """
     ok = np.isfinite(bounds).all(axis=1)
-    x0, y0 = bounds[:, 0] - reach, bounds[:, 1] - reach
-    x1, y1 = bounds[:, 2] + reach, bounds[:, 3] + reach
-    widths = np.maximum(x1 - x0, y1 - y0)[ok]
-    k = int(0.95 * (len(widths) - 1))
-    cell = max(float(np.partition(widths, k)[k]) if len(widths) else reach, 2 * reach, 1e-6)
+    cell = max(2.0 * reach, 1e-6)
     minx, miny = xy.min(axis=0) - cell
-    nx = int((xy[:, 0].max() - minx) // cell) + 2
-    ny = int((xy[:, 1].max() - miny) // cell) + 2
-    while nx * ny > 16_000_000:
+    maxx, maxy = xy.max(axis=0) + cell
+    while ((maxx - minx) / cell + 2) * ((maxy - miny) / cell + 2) > 16_000_000:
         cell *= 2
-        nx, ny = int((xy[:, 0].max() - minx) // cell) + 2, int((xy[:, 1].max() - miny) // cell) + 2
-    occupied = np.zeros((nx, ny), dtype=bool)
-    occupied[((xy[:, 0] - minx) // cell).astype(np.int64), ((xy[:, 1] - miny) // cell).astype(np.int64)] = True
+    nx, ny = int((maxx - minx) // cell) + 2, int((maxy - miny) // cell) + 2
+    marks = np.zeros((nx + 1, ny + 1), dtype=np.int32)
+    np.add.at(marks, (((xy[:, 0] - minx) // cell).astype(np.int64) + 1,
+                      ((xy[:, 1] - miny) // cell).astype(np.int64) + 1), 1)
+    table = marks.cumsum(axis=0).cumsum(axis=1)
     with np.errstate(invalid="ignore"):
-        ix0, iy0 = np.floor((x0 - minx) / cell), np.floor((y0 - miny) / cell)
-        ix1, iy1 = np.floor((x1 - minx) / cell), np.floor((y1 - miny) / cell)
-    ok &= (ix1 >= 0) & (iy1 >= 0) & (ix0 < nx) & (iy0 < ny)
-    wide = ok & ((ix1 - ix0 > 1) | (iy1 - iy0 > 1))  # spans more than 2 x 2 cells: always a candidate
-    small = np.flatnonzero(ok & ~wide)
-    hit = np.zeros(len(small), dtype=bool)
-    for ax in (ix0, ix1):
-        for ay in (iy0, iy1):
-            cx = np.clip(ax[small], 0, nx - 1).astype(np.int64)
-            cy = np.clip(ay[small], 0, ny - 1).astype(np.int64)
-            inside = (ax[small] >= 0) & (ax[small] < nx) & (ay[small] >= 0) & (ay[small] < ny)
-            hit |= inside & occupied[cx, cy]
-    return np.union1d(small[hit], np.flatnonzero(wide))
+        ix0 = np.clip(np.floor((bounds[:, 0] - reach - minx) / cell), 0, nx - 1)
+        iy0 = np.clip(np.floor((bounds[:, 1] - reach - miny) / cell), 0, ny - 1)
+        ix1 = np.clip(np.floor((bounds[:, 2] + reach - minx) / cell), 0, nx - 1)
+        iy1 = np.clip(np.floor((bounds[:, 3] + reach - miny) / cell), 0, ny - 1)
+    rows = np.flatnonzero(ok)
+    a0, b0 = ix0[rows].astype(np.int64), iy0[rows].astype(np.int64)
+    a1, b1 = ix1[rows].astype(np.int64) + 1, iy1[rows].astype(np.int64) + 1
+    count = table[a1, b1] - table[a0, b1] - table[a1, b0] + table[a0, b0]
+    return rows[count > 0]
 
 
 def worst(statuses: Iterable[str]) -> str:
