@@ -830,9 +830,18 @@ def sql_format(template: str, *parts):
 
 
 def _pg_table_name(layer: str, version: int) -> str:
-    """`<layer>_v<version>` within PostgreSQL's 63-byte names (long layer names end in a hash)."""
+    """`<layer>_v<version>`, within PostgreSQL's 63-byte names; a layer name with other characters
+    than letters, digits and _ (or a long one) gets a hash of it, so `a-b` and `a_b` never share a table.
+
+    Examples
+    --------
+    >>> _pg_table_name("pipe", 3)
+    'pipe_v3'
+    >>> _pg_table_name("bim-elements", 1)
+    'bim_elements_ea168c40_v1'
+    """
     name = _table_name(layer, version)
-    if len(name) <= MAX_IDENTIFIER_BYTES:
+    if len(name) <= MAX_IDENTIFIER_BYTES and re.fullmatch(r"[0-9A-Za-z_]+", layer):
         return name
     import hashlib
 
