@@ -341,3 +341,14 @@ def test_a_user_who_may_only_read_opens_the_city_and_reads_it(tmp_path, postgis_
     with pytest.raises(StoreError, match="permission denied"):
         reader.ingest(write_geojson(tmp_path / "q.geojson", pipe_features(4)), "pipe", spec=pipe_spec)
     assert len(reader.features("pipe")) == 3
+
+
+def test_layers_whose_names_differ_only_in_punctuation_keep_their_own_tables_in_postgis(tmp_path, postgis_url):
+    from conftest import fresh_schema_url
+
+    city = City.init(tmp_path / "c", "EPSG:4549", store=fresh_schema_url(postgis_url))
+    city.ingest(write_geojson(tmp_path / "a.geojson", pipe_features(2)), "pipe", layer="a-b")
+    city.ingest(write_geojson(tmp_path / "b.geojson", pipe_features(3)), "pipe", layer="a_b")
+    city.ingest(write_geojson(tmp_path / "a.geojson", pipe_features(4)), "pipe", layer="a-b")
+    assert (len(city.features("a-b")), len(city.features("a_b"))) == (4, 3)
+    assert len(feature_tables(city)) == 2

@@ -72,6 +72,7 @@ EVENTS = "twin_events"
 COUNTS = "twin_ingest_counts"
 MIGRATIONS_TABLE = "twin_schema_migrations"
 WRITE_BATCH = 65_536
+READ_CHUNK = 100_000
 POOL_MAX = 8
 CONNECT_TIMEOUT_S = 10
 MAX_IDENTIFIER_BYTES = 63
@@ -414,24 +415,30 @@ class PostgisStore:
         raise StoreError(f"layer {name!r} at {self.url} kept changing while it was read; try again")
 
     def _read_table(self, conn, record: LayerRecord, fields: list[dict], bbox) -> gpd.GeoDataFrame:
+        """Read a version's table column by column: one array per column and fid range (no row tuples)."""
         from psycopg import sql
 
-        select = [sql.Identifier(f["column"]) for f in fields] + [sql.Identifier("geom")]
-        query = sql.SQL("SELECT {} FROM {}.{}").format(sql.SQL(", ").join(select), sql.Identifier(self.schema),
-                                                       sql.Identifier(record.table))
+        table = sql.Identifier(self.schema, record.table)
+        select = [sql.SQL("array_agg({} ORDER BY fid)").format(sql.Identifier(f["column"])) for f in fields]
+        select.append(sql.SQL("array_agg(geom::bytea ORDER BY fid)"))
+        query = sql.SQL("SELECT {} FROM {} WHERE fid > %s AND fid <= %s").format(sql.SQL(", ").join(select), table)
         params: list = []
         if bbox is not None:
-            query += sql.SQL(" WHERE geom && ST_MakeEnvelope(%s, %s, %s, %s, ST_SRID(geom)) "
+            query += sql.SQL(" AND geom && ST_MakeEnvelope(%s, %s, %s, %s, ST_SRID(geom)) "
                              "AND ST_Intersects(geom, ST_MakeEnvelope(%s, %s, %s, %s, ST_SRID(geom)))")
             params = [float(v) for v in bbox] * 2
-        query += sql.SQL(" ORDER BY fid")
+        columns: list[list] = [[] for _ in range(len(fields) + 1)]
         with conn.cursor(binary=True) as cur:
-            cur.execute(query, params)
-            rows = cur.fetchall()
-        values = list(zip(*rows)) if rows else [()] * (len(fields) + 1)
-        arrays = {f["name"]: pa.array(list(v), type=_READ_TYPES[f["read"]]) for f, v in zip(fields, values)}
-        frame = pa.table(arrays).to_pandas(self_destruct=True) if arrays else pd.DataFrame(index=range(len(rows)))
-        geoms = shapely.from_wkb(np.array([bytes(g) if g is not None else None for g in values[-1]], dtype=object))
+            top = cur.execute(sql.SQL("SELECT COALESCE(MAX(fid), 0) FROM {}").format(table)).fetchone()[0]
+            for lo in range(0, top, READ_CHUNK):  # a chunk's arrays stay far below PostgreSQL's 1 GB a value
+                row = cur.execute(query, [lo, lo + READ_CHUNK, *params]).fetchone()
+                for values, part in zip(columns, row):
+                    if part:
+                        values.extend(part)
+        arrays = {f["name"]: pa.array(v, type=_READ_TYPES[f["read"]]) for f, v in zip(fields, columns)}
+        n = len(columns[-1])
+        frame = pa.table(arrays).to_pandas(self_destruct=True) if arrays else pd.DataFrame(index=range(n))
+        geoms = shapely.from_wkb(np.array(columns[-1] + [None], dtype=object)[:-1])
         return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms, index=frame.index), crs=record.crs)
 
     def raster_path(self, name: str) -> Path:
@@ -823,9 +830,18 @@ def sql_format(template: str, *parts):
 
 
 def _pg_table_name(layer: str, version: int) -> str:
-    """`<layer>_v<version>` within PostgreSQL's 63-byte names (long layer names end in a hash)."""
+    """`<layer>_v<version>`, within PostgreSQL's 63-byte names; a layer name with other characters
+    than letters, digits and _ (or a long one) gets a hash of it, so `a-b` and `a_b` never share a table.
+
+    Examples
+    --------
+    >>> _pg_table_name("pipe", 3)
+    'pipe_v3'
+    >>> _pg_table_name("bim-elements", 1)
+    'bim_elements_ea168c40_v1'
+    """
     name = _table_name(layer, version)
-    if len(name) <= MAX_IDENTIFIER_BYTES:
+    if len(name) <= MAX_IDENTIFIER_BYTES and re.fullmatch(r"[0-9A-Za-z_]+", layer):
         return name
     import hashlib
 
