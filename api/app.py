@@ -23,17 +23,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.assets import StaticAssets
 from api.auth import Tokens, Unauthorized, require_read
 from api.deps import Services
-from api.routes import events, features, indicators, sensors, tiles, web
+from api.routes import events, features, health, indicators, sensors, tiles, web
 from api.settings import ApiSettings
 from api.view import PAGE_ASSETS, PIPE_SIMPLIFY_M, PRESETS, WEB_ROOT
 from tiles.grid import TileOutOfRange
 from tiles.service import TileService
 from tiles.terrain import NoTerrain
-from twin.errors import BadObservation, NotACity, UnknownLayer, UnknownSensor
+from twin.crs import coordinate_transformer
+from twin.errors import BadObservation, NotACity, StoreError, UnknownLayer, UnknownSensor
 from twin.indicators import MissingLayer
 from twin.events import EventHub
 from twin.live import CityRegistry, LiveStatus
-from twin.crs import coordinate_transformer
+from twin.notify import follow_notices
 from twin.query import CRS84, BadQuery, select_simplified
 from twin.sensors import SensorMonitor, Thresholds
 from twin.snapshots import CityView
@@ -52,6 +53,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     UnknownSensor: 404,
     NoTerrain: 404,
     MissingLayer: 404,
+    StoreError: 503,  # the database is down or refuses: the request may succeed later
 }
 
 
@@ -65,12 +67,14 @@ def create_app(root: str | Path | None = None, settings: ApiSettings | None = No
     root = Path(root or settings.city or "")
     if not (root / "city.json").is_file():
         raise NotACity(f"{root} is not a city workspace; create one with `twin init`")
-    view = CityView(root, ttl=settings.catalogue_ttl)
+    view = CityView(root, ttl=settings.catalogue_ttl, notified_ttl=settings.notified_refresh_s)
     cache_dir = root / "cache" / "tiles" if settings.disk_cache else None
     hub = EventHub()
     registry = CityRegistry(view.records, lambda name: view.base_snapshot(name).frame, settings.sensor_snap_m)
-    live = LiveStatus(view.city.store, publish=hub.publish, poll_s=settings.status_poll_s)
+    live = LiveStatus(view.city.store, publish=hub.publish, poll_s=settings.status_poll_s,
+                      notified_poll_s=settings.notified_refresh_s)
     view.live, view.registry = live, registry
+    listener = follow_notices(view, live) if settings.listen else None
     monitor = SensorMonitor(view.city.store, registry, Thresholds.load(settings.thresholds_file),
                             max_future_ms=int(settings.max_future_s * 1000))
 
@@ -80,6 +84,8 @@ def create_app(root: str | Path | None = None, settings: ApiSettings | None = No
         threading.Thread(target=_warm, args=(view, assets), daemon=True, name="twin-warm-up").start()
         stop = threading.Event()
         live.start()
+        if listener is not None:
+            listener.start()
         threading.Thread(target=_every, args=(settings.sweep_s, monitor.sweep, stop), daemon=True,
                          name="twin-staleness").start()
         feeds = _start_feeds(settings, monitor, view)
@@ -89,6 +95,8 @@ def create_app(root: str | Path | None = None, settings: ApiSettings | None = No
             stop.set()
             for feed in feeds:
                 feed.stop()
+            if listener is not None:
+                listener.stop()
             live.stop()
 
     assets = StaticAssets(directory=WEB_ROOT)
@@ -97,7 +105,7 @@ def create_app(root: str | Path | None = None, settings: ApiSettings | None = No
                   description="A city information model: GIS layers, BIM models and terrain, served as "
                               "OGC API - Features and Tiles, Mapbox Vector Tiles, terrain tiles and 3D Tiles.")
     app.state.services = Services(settings, view, TileService(view, cache_dir, settings.tile_cache_items),
-                                  hub, monitor, live)
+                                  hub, monitor, live, listener)
     app.state.tokens = Tokens(settings)
 
     for error, status in ERROR_STATUS.items():
@@ -128,6 +136,7 @@ def create_app(root: str | Path | None = None, settings: ApiSettings | None = No
     app.include_router(sensors.router)
     app.include_router(indicators.router, dependencies=reads)
     app.include_router(web.router, dependencies=reads)
+    app.include_router(health.router)
     app.mount("/static", assets, name="static")
     return app
 

@@ -16,6 +16,7 @@ from twin.snapshots import CityView
 
 if TYPE_CHECKING:
     from twin.live import LiveStatus
+    from twin.notify import Listener
     from twin.sensors import SensorMonitor
 
 __all__ = ["Services", "services", "json_response", "not_modified"]
@@ -31,6 +32,7 @@ class Services:
     events: EventHub
     sensors: SensorMonitor | None = None
     live: LiveStatus | None = None
+    listener: Listener | None = None  # change notices from the store, where it sends them
 
 
 def services(request: Request) -> Services:
@@ -44,11 +46,19 @@ def not_modified(request: Request, etag: str) -> bool:
     return match is not None and (match.strip() == "*" or etag in [m.strip() for m in match.split(",")])
 
 
-def json_response(request: Request, body: dict, media_type: str = "application/json",
+def json_response(request: Request, body: dict | list, media_type: str = "application/json",
                   headers: dict[str, str] | None = None, max_age: int = 0) -> Response:
-    """JSON with an ETag (and 304 when the client has it)."""
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    """JSON with an ETag (and 304 when the client has it).
+
+    A top-level `timeStamp` (OGC API Features' response time) is left out of the ETag, so
+    the same features a second later are still the same representation.
+    """
+    stamp = body.get("timeStamp") if isinstance(body, dict) else None
+    content = {key: value for key, value in body.items() if key != "timeStamp"} if stamp is not None else body
+    data = json.dumps(content, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
     etag = '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
+    if stamp is not None:
+        data = data[:-1] + (b',' if len(data) > 2 else b'') + b'"timeStamp":' + json.dumps(stamp).encode() + b'}'
     all_headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}" if max_age else "no-cache",
                    **(headers or {})}
     if not_modified(request, etag):

@@ -33,6 +33,11 @@ class ApiSettings(BaseSettings):
                                                          "within this many metres.")
     max_future_s: float = Field(300.0, ge=0, description="Observations further ahead of the clock are refused.")
     status_poll_s: float = Field(0.15, gt=0, description="How often a process reads new status events.")
+    listen: bool = Field(True, description="Hear the store's change notices (PostgreSQL LISTEN/NOTIFY), so "
+                                           "changes made through any server show at once; GeoPackage cities poll.")
+    notified_refresh_s: float = Field(30.0, gt=0, description="While change notices flow, re-read the catalogue "
+                                                              "and status events this often anyway (for writers "
+                                                              "that send none).")
     sweep_s: float = Field(5.0, gt=0, description="How often silent sensors are checked for staleness.")
     workers: int = Field(1, ge=1, description="How many worker processes serve the city (set by `twin serve`).")
     simulate_rate: float = Field(0.0, ge=0, description="Run the sensor simulator in-process at this many "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +20,50 @@ SHARED_DATA = Path(os.environ.get("TWIN_SHARED_DATA", Path(__file__).resolve().p
 YANTAI_X, YANTAI_Y = 623_000.0, 4_155_000.0
 
 
+# The stores every store-facing test runs on; `both_backends` parametrizes a test over them.
+BACKENDS = ["gpkg", "postgis"]
+both_backends = pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgis_url() -> str:
+    """A PostGIS database for the session: TWIN_TEST_DATABASE_URL when set (an existing server;
+    each test gets its own schema), else a throwaway cluster on 127.0.0.1, removed afterwards."""
+    existing = os.environ.get("TWIN_TEST_DATABASE_URL")
+    if existing:
+        yield existing
+        return
+    from twin.store.pgcluster import ensure_postgis_installed, throwaway_cluster
+
+    ensure_postgis_installed()
+    with throwaway_cluster() as cluster:
+        yield cluster.url
+
+
+def fresh_schema_url(base_url: str) -> str:
+    """`base_url` with a schema of its own, so tests never share a city."""
+    import uuid
+
+    return f"{base_url}{'&' if '?' in base_url else '?'}schema=t_{uuid.uuid4().hex[:12]}"
+
+
 @pytest.fixture
-def city(tmp_path: Path) -> City:
-    """An empty city in EPSG:4549."""
-    return City.init(tmp_path / "city", "EPSG:4549", name="test city")
+def backend(request) -> str:
+    """The store a test's cities use: "gpkg" unless the test is parametrized with `both_backends`."""
+    return getattr(request, "param", "gpkg")
+
+
+def store_url_for(backend: str, request) -> str | None:
+    """The store URL of a new city on `backend` (None: the default GeoPackage)."""
+    if backend == "gpkg":
+        return None
+    return fresh_schema_url(request.getfixturevalue("postgis_url"))
+
+
+@pytest.fixture
+def city(tmp_path: Path, backend: str, request) -> City:
+    """An empty city in EPSG:4549 (in a GeoPackage, or in PostGIS for `backend` "postgis")."""
+    return City.init(tmp_path / "city", "EPSG:4549", name="test city", store=store_url_for(backend, request))
 
 
 def shared(*parts: str) -> Path:
@@ -122,17 +163,21 @@ class Server:
 
         import httpx
 
+        import tempfile
+
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         environment = {**os.environ, "TWIN_CATALOGUE_TTL": "0.2", **(env or {})}
+        # a file, not a pipe: a pipe nobody reads fills up and stops the server mid-test
+        self._log = tempfile.NamedTemporaryFile(prefix="twin-serve-", suffix=".log", delete=False)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "twin.cli", "serve", str(root), "--port", str(self.port), "--workers", str(workers),
              *(args or [])],
-            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            env=environment, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stdout.read().decode()}")
+                raise RuntimeError(f"server exited: {self.log()}")
             try:
                 if httpx.get(f"{self.url}/conformance", timeout=1).status_code == 200:
                     return
@@ -141,9 +186,16 @@ class Server:
         self.close()
         raise RuntimeError("server did not start within 60 s")
 
+    def log(self) -> str:
+        """What the server printed so far (its access log and tracebacks)."""
+        from pathlib import Path
+
+        return Path(self._log.name).read_text(errors="replace")
+
     def close(self) -> None:
         import os
         import signal
+        from pathlib import Path
 
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -151,6 +203,8 @@ class Server:
                 self.process.wait(timeout=10)
             except Exception:
                 os.killpg(self.process.pid, signal.SIGKILL)
+        self._log.close()
+        Path(self._log.name).unlink(missing_ok=True)
 
 
 class InProcessServer:
@@ -183,7 +237,16 @@ class InProcessServer:
 
 
 @pytest.fixture(scope="session")
-def demo_city(tmp_path_factory) -> City:
+def demo_city(demo_city_gpkg) -> City:
+    """The demo's Yantai district (with its BIM models) in its GeoPackage, built once per test session.
+
+    A module that runs on both stores overrides `demo_city` and `server` with `demo_on` and `server_on`.
+    """
+    return demo_city_gpkg
+
+
+@pytest.fixture(scope="session")
+def demo_city_gpkg(tmp_path_factory) -> City:
     """The demo's Yantai district (with its BIM models), built once per test session."""
     from twin.demo import build_demo
 
@@ -192,17 +255,55 @@ def demo_city(tmp_path_factory) -> City:
 
 
 @pytest.fixture(scope="session")
-def server(demo_city):
-    """`twin serve` over the demo city, for the whole session."""
-    running = Server(demo_city.root)
+def demo_city_postgis(demo_city_gpkg, tmp_path_factory, postgis_url) -> City:
+    """The demo's Yantai district moved into PostGIS with `twin export` (its own schema), once per session."""
+    from twin.transfer import export_city
+
+    folder = tmp_path_factory.mktemp("demo-postgis") / "yantai"
+    shutil.copytree(demo_city_gpkg.root, folder, ignore=shutil.ignore_patterns("cache"))
+    export_city(City.open(folder), fresh_schema_url(postgis_url))
+    for leftover in folder.glob("city.*"):  # what serves it from now on is PostGIS alone
+        if leftover.name != "city.json":
+            leftover.unlink()
+    return City.open(folder)
+
+
+def demo_on(backend: str, request) -> City:
+    """The session's demo city on one backend."""
+    return request.getfixturevalue("demo_city_gpkg" if backend == "gpkg" else "demo_city_postgis")
+
+
+def server_on(backend: str, request) -> "Server":
+    """The session's `twin serve` of the demo city on one backend."""
+    return request.getfixturevalue("server_gpkg" if backend == "gpkg" else "server_postgis")
+
+
+@pytest.fixture(scope="session")
+def server_postgis(demo_city_postgis):
+    """`twin serve` over the demo city in PostGIS, for the whole session."""
+    running = Server(demo_city_postgis.root)
     yield running
     running.close()
 
 
 @pytest.fixture(scope="session")
-def live_server(demo_city):
+def server(server_gpkg):
+    """`twin serve` over the demo city, for the whole session."""
+    return server_gpkg
+
+
+@pytest.fixture(scope="session")
+def server_gpkg(demo_city_gpkg):
+    """`twin serve` over the demo city in its GeoPackage, for the whole session."""
+    running = Server(demo_city_gpkg.root)
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(demo_city_gpkg):
     """The demo city's API in this process, for tests that publish events to it."""
-    running = InProcessServer(demo_city.root)
+    running = InProcessServer(demo_city_gpkg.root)
     yield running
     running.close()
 
@@ -267,8 +368,16 @@ def broker(tmp_path):
 
 
 def copy_city(demo_city, folder: Path) -> Path:
-    """A copy of the demo city that a test may write observations into."""
-    import shutil
-
+    """A copy of the demo city that a test may write observations into (in PostGIS: a schema of its own)."""
     shutil.copytree(demo_city.root, folder, ignore=shutil.ignore_patterns("cache", "*.live.sqlite*"))
+    url = demo_city.store.url
+    if url.startswith("postgresql:"):
+        from twin.store import open_store
+        from twin.transfer import copy_store
+
+        base = url.split("?")[0]
+        target = open_store(folder, fresh_schema_url(base))
+        copy_store(demo_city.store, target)
+        config = json.loads((folder / "city.json").read_text())
+        (folder / "city.json").write_text(json.dumps(dict(config, store=target.url), ensure_ascii=False))
     return folder

@@ -4,7 +4,6 @@ Mosquitto broker, HTTP clients and an SSE reader."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -13,13 +12,28 @@ import httpx
 import mapbox_vector_tile
 import pytest
 
-from conftest import Mosquitto, Server, copy_city
+from conftest import BACKENDS, Mosquitto, Server, copy_city, demo_on, server_on
 from layers.mqtt import ObservationPublisher
 from layers.sensors import format_time, now_ms
 from test_api_events import read_events
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+# Every test here runs on both stores: the demo city and its server on each, the same answers.
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def demo_city(backend, request):
+    return demo_on(backend, request)
+
+
+@pytest.fixture(scope="module")
+def server(backend, request):
+    return server_on(backend, request)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +55,9 @@ def sensor_ids(root: Path) -> list[str]:
 
 
 def stored_keys(root: Path) -> list[tuple[str, int]]:
-    with sqlite3.connect(root / "city.live.sqlite") as conn:
-        return conn.execute("SELECT sensor_id, time FROM twin_observations").fetchall()
+    from twin.workspace import City
+
+    return [(row[0], row[1]) for chunk in City.open(root).store.read_live("observations") for row in chunk]
 
 
 def wait_for(condition, timeout: float = 90.0, every: float = 0.2):

@@ -17,7 +17,8 @@ import pytest
 from pyproj import CRS
 from rasterio.io import MemoryFile
 
-from conftest import Server, YANTAI_X, YANTAI_Y, pipe_features, write_geojson
+from conftest import (BACKENDS, YANTAI_X, YANTAI_Y, Server, demo_on, pipe_features, server_on, store_url_for,
+                      write_geojson)
 from layers.gltf import decode_glb_json
 from layers.raster import GroundModel
 from tiles.terrain import decode_terrarium
@@ -27,6 +28,21 @@ from twin.workspace import City
 REPO = Path(__file__).resolve().parents[1]
 TMS = morecantile.tms.get("WebMercatorQuad")
 MVT = "application/vnd.mapbox-vector-tile"
+
+# Every test here runs on both stores: the demo city and its server on each, the same answers.
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def demo_city(backend, request):
+    return demo_on(backend, request)
+
+
+@pytest.fixture(scope="module")
+def server(backend, request):
+    return server_on(backend, request)
 
 
 def centre_tile(city: City, z: int, layer: str = "building") -> morecantile.Tile:
@@ -197,8 +213,8 @@ def test_tileset_places_each_model_at_its_footprint(server, demo_city):
         assert decode_glb_json(glb.content)["asset"]["version"] == "2.0"
 
 
-def test_an_ingest_invalidates_the_tiles_of_the_changed_area_only(tmp_path, pipe_spec):
-    city = City.init(tmp_path / "c", "EPSG:4549")
+def test_an_ingest_invalidates_the_tiles_of_the_changed_area_only(tmp_path, pipe_spec, backend, request):
+    city = City.init(tmp_path / "c", "EPSG:4549", store=store_url_for(backend, request))
     features = pipe_features(3)
     far = {"geometry": {"type": "LineString", "coordinates": [[YANTAI_X + 3000, YANTAI_Y], [YANTAI_X + 3100, YANTAI_Y]]},
            "properties": {"编号": "far", "管径": 100, "管线类型": "燃气"}}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import YANTAI_X, YANTAI_Y, pipe_features, point, write_geojson
+from conftest import YANTAI_X, YANTAI_Y, both_backends, pipe_features, point, write_geojson
 from layers.spec import LayerSpec
 from layers.sensors import format_time, now_ms, parse_batch
 from twin.errors import SpecError, UnknownSensor
@@ -82,6 +82,7 @@ def test_a_thresholds_file_with_a_band_upside_down_names_the_file_and_the_key(tm
         Thresholds.load(path)
 
 
+@both_backends
 def test_a_sensor_without_pipe_id_watches_the_nearest_pipe_within_the_tolerance(watched_city):
     registry = monitor_of(watched_city, snap_m=5.0).registry()
     assert registry.info("S-1").pipe == "pipe.WS-000"
@@ -93,6 +94,7 @@ def test_a_sensor_without_pipe_id_watches_the_nearest_pipe_within_the_tolerance(
         registry.info("S-404")
 
 
+@both_backends
 def test_a_pipe_takes_the_worst_status_of_its_sensors(watched_city):
     registry = monitor_of(watched_city).registry()
     now = now_ms()
@@ -106,6 +108,7 @@ def test_a_pipe_takes_the_worst_status_of_its_sensors(watched_city):
     assert ("pipe", "pipe.WS-000", "warning", "S-1") in [(c.layer, c.uid, c.status, c.sensor) for c in changes]
 
 
+@both_backends
 def test_duplicates_of_sensor_and_time_are_stored_once_and_counted(watched_city):
     monitor = monitor_of(watched_city)
     t = now_ms()
@@ -117,6 +120,7 @@ def test_duplicates_of_sensor_and_time_are_stored_once_and_counted(watched_city)
     assert watched_city.store.ingest_counts() == {"stored": 1, "duplicates": 2}
 
 
+@both_backends
 def test_a_late_reading_is_history_but_moves_neither_the_latest_nor_the_status(watched_city):
     monitor = monitor_of(watched_city)
     t = now_ms()
@@ -128,6 +132,7 @@ def test_a_late_reading_is_history_but_moves_neither_the_latest_nor_the_status(w
     assert [r.mean for r in watched_city.store.history("S-1")] == [0.01, 0.35]
 
 
+@both_backends
 def test_a_status_change_is_recorded_once_as_an_event_for_the_sensor_and_its_pipe(watched_city):
     monitor = monitor_of(watched_city)
     t = now_ms()
@@ -140,6 +145,7 @@ def test_a_status_change_is_recorded_once_as_an_event_for_the_sensor_and_its_pip
     assert events[0]["id"] < events[1]["id"] == watched_city.store.last_event_id()
 
 
+@both_backends
 def test_silent_sensors_turn_to_no_data_when_swept_and_so_do_their_pipes(watched_city, tmp_path):
     def monitor(stale_s: float) -> SensorMonitor:
         path = tmp_path / f"bands-{stale_s}.toml"
@@ -155,6 +161,7 @@ def test_silent_sensors_turn_to_no_data_when_swept_and_so_do_their_pipes(watched
     assert watched_city.store.statuses()[("sensor", "sensor.S-1")] == "no_data"
 
 
+@both_backends
 def test_history_downsamples_to_min_mean_max_per_bucket(watched_city):
     monitor = monitor_of(watched_city)
     t0 = (now_ms() // HOUR - 3) * HOUR
@@ -181,6 +188,7 @@ BAD_INPUT = {
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUT))
+@both_backends
 def test_bad_input_is_rejected_counted_and_logged_without_stopping_the_valid_ones(watched_city, case, caplog):
     monitor = monitor_of(watched_city)
     reason = case.split(" ")[0]
@@ -206,6 +214,7 @@ def test_a_reading_without_a_time_is_stamped_on_arrival_and_zone_less_times_are_
     assert format_time(rows[1].time_ms) == "2024-05-01T08:00:00.000Z"
 
 
+@both_backends
 def test_replay_loads_a_csv_once_however_often_it_is_replayed(watched_city, tmp_path):
     t0 = now_ms() - 10 * HOUR
     lines = ["sensor_id,time,value,quality"] + [f"S-1,{format_time(t0 + k * 60_000)},{0.3 + k / 1000},good"

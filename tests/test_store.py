@@ -1,7 +1,9 @@
-"""The GeoPackage store: a layer is swapped in whole or not at all, even if the writer is killed."""
+"""The stores (GeoPackage and PostGIS): a layer is swapped in whole or not at all, even if the
+writer is killed; both give the same answers."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -16,13 +18,23 @@ import pyogrio
 import pytest
 import shapely
 
-from conftest import YANTAI_X, YANTAI_Y, pipe_features, write_geojson
+from conftest import YANTAI_X, YANTAI_Y, both_backends, pipe_features, write_geojson
 from twin.errors import UnknownLayer
 from twin.store import Store
 from twin.workspace import City
 
 
-def test_geopackage_store_satisfies_the_store_protocol(city):
+def feature_tables(city: City) -> set[str]:
+    """The tables of a city's store that are not twin's own bookkeeping."""
+    if city.config.store.startswith("geopackage:"):
+        return {str(n) for n, _ in pyogrio.list_layers(city.root / "city.gpkg")} - {"twin_layers"}
+    with city.store._connection() as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", [city.store.schema]).fetchall()
+    return {r[0] for r in rows if not r[0].startswith("twin_")}
+
+
+@both_backends
+def test_each_store_satisfies_the_store_protocol(city):
     assert isinstance(city.store, Store)
 
 
@@ -37,23 +49,38 @@ def test_city_gpkg_is_a_real_geopackage_that_gdal_opens(city, tmp_path):
     assert info["crs"] == "EPSG:4549" and info["features"] == 3
 
 
+@both_backends
 def test_unknown_layer_names_the_layers_there_are(city, tmp_path):
     city.ingest(write_geojson(tmp_path / "p.geojson", pipe_features(1)), "pipe")
     with pytest.raises(UnknownLayer, match=r"no layer 'pipes'.*\['pipe'\]"):
         city.features("pipes")
 
 
+@both_backends
 def test_bbox_reads_only_the_features_within(city, tmp_path):
     city.ingest(write_geojson(tmp_path / "p.geojson", pipe_features(5)), "pipe")
     got = city.features("pipe", bbox=(YANTAI_X - 1, YANTAI_Y + 15, YANTAI_X + 200, YANTAI_Y + 25))
     assert got["uid"].tolist() == ["pipe.3"]
 
 
+@both_backends
 def test_delete_layer(city, tmp_path):
     city.ingest(write_geojson(tmp_path / "p.geojson", pipe_features(1)), "pipe")
     city.delete("pipe")
     assert city.layers() == []
-    assert "pipe_v1" not in {str(n) for n, _ in pyogrio.list_layers(city.root / "city.gpkg")}
+    assert "pipe_v1" not in feature_tables(city)
+
+
+def _writing_pipe_v2(city: City) -> bool:
+    """Whether an ingest is part way through writing version 2 of the pipe layer."""
+    if city.config.store.startswith("geopackage:"):
+        with sqlite3.connect(city.root / "city.gpkg", timeout=30) as conn:
+            return conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'pipe_v2'").fetchone() is not None
+    # the new table is invisible until its transaction commits: watch the COPY into it instead
+    with city.store._connection() as conn:
+        row = conn.execute("SELECT tuples_processed FROM pg_stat_progress_copy p JOIN pg_stat_activity a "
+                           "USING (pid) WHERE a.query LIKE %s", [f'%{city.store.schema}"."pipe_v2"%']).fetchone()
+    return row is not None and row[0] > 0
 
 
 def _big_pipe_file(path: Path, n: int) -> Path:
@@ -67,18 +94,17 @@ def _big_pipe_file(path: Path, n: int) -> Path:
     return path
 
 
+@both_backends
 def test_killing_an_ingest_midway_leaves_the_old_layer_intact(city, tmp_path):
     city.ingest(write_geojson(tmp_path / "small.geojson", pipe_features(3)), "pipe")
     before = city.features("pipe")
     big = _big_pipe_file(tmp_path / "big.fgb", 600_000)
     proc = subprocess.Popen([sys.executable, "-m", "twin.cli", "ingest", str(city.root), str(big), "--kind", "pipe"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    gpkg = city.root / "city.gpkg"
     deadline = time.monotonic() + 120
     started = False
     while time.monotonic() < deadline and proc.poll() is None:
-        with sqlite3.connect(gpkg, timeout=30) as conn:
-            started = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'pipe_v2'").fetchone() is not None
+        started = _writing_pipe_v2(city)
         if started:
             break
         time.sleep(0.05)
@@ -92,20 +118,21 @@ def test_killing_an_ingest_midway_leaves_the_old_layer_intact(city, tmp_path):
     # the next ingest cleans up the half-written table and succeeds
     record = reopened.ingest(write_geojson(tmp_path / "next.geojson", pipe_features(4)), "pipe")
     assert record.version == 2 and len(reopened.features("pipe")) == 4
-    tables = {str(n) for n, _ in pyogrio.list_layers(gpkg)}
-    assert tables == {"twin_layers", "pipe_v2"}
+    assert feature_tables(reopened) == {"pipe_v2"}
 
 
+@both_backends
 def test_a_layer_mixing_single_and_multi_lines_is_stored_as_multi(city, tmp_path):
     features = pipe_features(2)
     features[1]["geometry"] = {"type": "MultiLineString", "coordinates": [
         [[YANTAI_X, YANTAI_Y], [YANTAI_X + 5, YANTAI_Y]], [[YANTAI_X + 9, YANTAI_Y], [YANTAI_X + 12, YANTAI_Y]]]}
     city.ingest(write_geojson(tmp_path / "mixed.geojson", features), "pipe")
-    assert pyogrio.read_info(city.root / "city.gpkg", layer="pipe_v1")["geometry_type"] == "MultiLineString"
+    assert set(city.features("pipe").geom_type) == {"MultiLineString"}
     got = city.features("pipe")
     assert got.length.tolist() == pytest.approx([100.0, 8.0])
 
 
+@both_backends
 def test_an_ingest_records_where_the_layer_changed(city, tmp_path):
     features = pipe_features(5)
     city.ingest(write_geojson(tmp_path / "a.geojson", features), "pipe")
@@ -122,8 +149,206 @@ def test_an_ingest_records_where_the_layer_changed(city, tmp_path):
     assert city.store.changes("pipe", 2) == [(3, [])], "the same file again changes nothing"
 
 
+@both_backends
 def test_a_deleted_and_recreated_layer_keeps_counting_versions(city, tmp_path):
     city.ingest(write_geojson(tmp_path / "a.geojson", pipe_features(2)), "pipe")
     city.delete("pipe")
     record = city.ingest(write_geojson(tmp_path / "a.geojson", pipe_features(2)), "pipe")
     assert record.version == 3
+
+
+# -- PostGIS beside GeoPackage -------------------------------------------------------------------
+
+def _frame_of_every_type(n: int = 4) -> gpd.GeoDataFrame:
+    import datetime
+
+    import pandas as pd
+
+    return gpd.GeoDataFrame({
+        "uid": [f"x.{i}" for i in range(n)], "count": np.arange(n), "maybe": pd.array([1, None] * (n // 2), "Int64"),
+        "ratio": [0.5, np.nan] * (n // 2), "flag": [True, False] * (n // 2), "smart": pd.array([True, None] * (n // 2),
+                                                                                               "boolean"),
+        "名称": ["甲", None] * (n // 2), "empty": [None] * n, "small": np.arange(n, dtype="int16"),
+        "f32": np.arange(n, dtype="float32"), "when": pd.to_datetime(["2020-01-01T10:00"] * n),
+        "when_utc": pd.to_datetime(["2021-05-03T00:00Z"] * n), "day": [datetime.date(2020, 1, 2)] * n,
+        "kind": pd.Categorical(["a", "b"] * (n // 2)),
+        "a_very_long_column_name_that_postgresql_would_cut_at_sixty_three_bytes": np.arange(n)},
+        geometry=shapely.points(np.arange(n) + YANTAI_X, np.full(n, YANTAI_Y), np.arange(n)), crs="EPSG:4549")
+
+
+def test_both_stores_read_back_the_same_frame_with_the_same_dtypes(tmp_path, postgis_url):
+    import pandas as pd
+
+    from conftest import fresh_schema_url
+    from twin.store import LayerRecord
+
+    frame = _frame_of_every_type()
+    gpkg = City.init(tmp_path / "g", "EPSG:4549")
+    pg = City.init(tmp_path / "p", "EPSG:4549", store=fresh_schema_url(postgis_url))
+    for c in (gpkg, pg):
+        c.store.replace_features(LayerRecord("x", "lamp", "EPSG:4549"), frame.copy())
+    a, b = gpkg.store.read_features("x"), pg.store.read_features("x")
+    pd.testing.assert_frame_equal(a, b)
+    box = (YANTAI_X + 0.5, YANTAI_Y - 1, YANTAI_X + 2.5, YANTAI_Y + 1)
+    pd.testing.assert_frame_equal(gpkg.store.read_features("x", bbox=box), pg.store.read_features("x", bbox=box))
+    pd.testing.assert_frame_equal(gpkg.store.read_features("x", columns=["uid", "ratio"]),
+                                  pg.store.read_features("x", columns=["uid", "ratio"]))
+
+
+def test_a_postgis_city_has_its_schema_migrations_a_gist_index_and_a_typed_geometry(tmp_path, postgis_url):
+    from conftest import fresh_schema_url
+    from twin.store.postgis import MIGRATIONS
+
+    city = City.init(tmp_path / "c", "EPSG:4549", store=fresh_schema_url(postgis_url))
+    city.ingest(write_geojson(tmp_path / "p.geojson", pipe_features(3)), "pipe")
+    schema = city.store.schema
+    assert json.loads((city.root / "city.json").read_text())["store"] == city.store.url
+    with city.store._connection() as conn:
+        versions = [r[0] for r in conn.execute(f'SELECT version FROM "{schema}".twin_schema_migrations')]
+        indexes = [r[0] for r in conn.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND "
+                                              "tablename = 'pipe_v1'", [schema])]
+        column = conn.execute("SELECT type, srid FROM geometry_columns WHERE f_table_schema = %s AND "
+                              "f_table_name = 'pipe_v1'", [schema]).fetchone()
+        partitioned = conn.execute("SELECT partstrat FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid "
+                                   "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND "
+                                   "c.relname = 'twin_observations'", [schema]).fetchone()
+    assert versions == [m[0] for m in MIGRATIONS]
+    assert any("USING gist (geom)" in d for d in indexes)
+    assert column == ("LINESTRING", 4549)
+    assert partitioned == ("r",), "observations are range-partitioned by time"
+    # opening it again migrates nothing and keeps the layers
+    assert City.open(city.root).layer("pipe").feature_count == 3
+
+
+def test_observations_land_in_monthly_partitions_made_on_demand(tmp_path, postgis_url):
+    from conftest import fresh_schema_url
+    from twin.store import ObservationRow
+
+    city = City.init(tmp_path / "c", "EPSG:4549", store=fresh_schema_url(postgis_url))
+    jan, feb = 1_767_225_600_000, 1_769_904_000_000  # 2026-01-01 and 2026-02-01, UTC
+    result = city.store.append_observations([ObservationRow("S-1", jan + 1, 1.0), ObservationRow("S-1", feb - 1, 2.0),
+                                             ObservationRow("S-1", feb, 3.0), ObservationRow("S-1", feb, 9.0)])
+    assert (result.stored, result.duplicates) == (3, 1)
+    with city.store._connection() as conn:
+        parts = dict(conn.execute(f'SELECT tableoid::regclass::text, COUNT(*) FROM "{city.store.schema}".'
+                                  f'twin_observations GROUP BY 1').fetchall())
+    assert sorted(parts.values()) == [1, 2] and all("2026_0" in name for name in parts)
+    assert city.store.latest() == [("S-1", feb, 3.0, None)]
+
+
+def test_a_reader_gets_the_old_version_while_a_writer_is_part_way(tmp_path, postgis_url):
+    import threading
+
+    from conftest import fresh_schema_url
+
+    city = City.init(tmp_path / "c", "EPSG:4549", store=fresh_schema_url(postgis_url))
+    city.ingest(write_geojson(tmp_path / "p.geojson", pipe_features(3)), "pipe")
+    halfway, finish = threading.Event(), threading.Event()
+
+    def slow_progress(description, total):
+        def advance(n):
+            halfway.set()
+            assert finish.wait(30)
+        return advance
+
+    writer = threading.Thread(target=city.ingest, args=(write_geojson(tmp_path / "q.geojson", pipe_features(5)), "pipe"),
+                              kwargs={"progress": slow_progress})
+    writer.start()
+    try:
+        assert halfway.wait(30)
+        started = time.monotonic()
+        seen = City.open(city.root).features("pipe")
+        assert len(seen) == 3 and time.monotonic() - started < 5, "the reader neither waits nor sees the new rows"
+    finally:
+        finish.set()
+        writer.join(30)
+    assert len(city.features("pipe")) == 5 and city.layer("pipe").version == 2
+
+
+def test_concurrent_writers_of_one_layer_queue_and_get_their_own_versions(tmp_path, postgis_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import fresh_schema_url
+
+    city = City.init(tmp_path / "c", "EPSG:4549", store=fresh_schema_url(postgis_url))
+    files = [write_geojson(tmp_path / f"p{n}.geojson", pipe_features(n)) for n in range(1, 5)]
+    with ThreadPoolExecutor(4) as pool:
+        records = list(pool.map(lambda f: City.open(city.root).ingest(f, "pipe"), files))
+    assert sorted(r.version for r in records) == [1, 2, 3, 4]
+    last = max(records, key=lambda r: r.version)
+    assert len(city.features("pipe")) == last.feature_count
+    assert feature_tables(city) == {f"pipe_v{last.version}"}
+
+
+@pytest.mark.parametrize("case", ["server_down", "no_database", "bad_schema", "unknown_scheme"])
+def test_a_store_url_that_does_not_work_is_refused_naming_it_without_the_password(tmp_path, postgis_url, case):
+    from urllib.parse import urlsplit
+
+    from conftest import free_port
+    from twin.errors import StoreError
+
+    parts = urlsplit(postgis_url)
+    url, message = {
+        "server_down": (f"postgresql://postgres:s3cret@127.0.0.1:{free_port()}/twin", "cannot connect"),
+        "no_database": (f"postgresql://postgres:s3cret@{parts.hostname}:{parts.port}/no_such_db",
+                        'database "no_such_db" does not exist'),
+        "bad_schema": (f"{postgis_url}?schema=bad-name;drop", "is not a plain name"),
+        "unknown_scheme": ("mysql://postgres:s3cret@127.0.0.1/twin", "unknown store"),
+    }[case]
+    with pytest.raises((StoreError, ValueError)) as info:
+        City.init(tmp_path / "c", "EPSG:4549", store=url)
+    assert message in str(info.value)
+    assert "s3cret" not in str(info.value) and "127.0.0.1" in str(info.value)
+    assert not (tmp_path / "c" / "city.json").exists()
+
+
+def test_a_database_without_postgis_and_a_user_who_may_not_add_it_is_explained(tmp_path, postgis_url):
+    import psycopg
+
+    from twin.errors import StoreError
+
+    with psycopg.connect(postgis_url, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS plain_db")
+        conn.execute("DROP ROLE IF EXISTS plain_user")
+        conn.execute("CREATE ROLE plain_user LOGIN")
+        conn.execute("CREATE DATABASE plain_db")
+    parts = postgis_url.split("@", 1)[1].rsplit("/", 1)[0]
+    with pytest.raises(StoreError, match=r"PostGIS is not enabled in database 'plain_db' at postgresql://plain_user@"
+                                         r".*CREATE EXTENSION postgis"):
+        City.init(tmp_path / "c", "EPSG:4549", store=f"postgresql://plain_user@{parts}/plain_db")
+
+
+def test_a_user_who_may_only_read_opens_the_city_and_reads_it(tmp_path, postgis_url, pipe_spec):
+    import psycopg
+
+    from conftest import fresh_schema_url
+    from twin.errors import StoreError
+
+    city = City.init(tmp_path / "c", "EPSG:4549", store=fresh_schema_url(postgis_url))
+    city.ingest(write_geojson(tmp_path / "p.geojson", pipe_features(3)), "pipe", spec=pipe_spec)
+    schema = city.store.schema
+    with psycopg.connect(postgis_url, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS reader_user")
+        conn.execute("CREATE ROLE reader_user LOGIN")
+        conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO reader_user')
+        conn.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO reader_user')
+    config = json.loads((city.root / "city.json").read_text())
+    config["store"] = config["store"].replace("postgres@", "reader_user@")
+    (city.root / "city.json").write_text(json.dumps(config))
+    reader = City.open(city.root)
+    assert reader.features("pipe")["uid"].tolist() == ["pipe.WS-000", "pipe.WS-001", "pipe.WS-002"]
+    assert reader.store.latest() == [] and reader.store.changes("pipe", 0) == [(1, None)]
+    with pytest.raises(StoreError, match="permission denied"):
+        reader.ingest(write_geojson(tmp_path / "q.geojson", pipe_features(4)), "pipe", spec=pipe_spec)
+    assert len(reader.features("pipe")) == 3
+
+
+def test_layers_whose_names_differ_only_in_punctuation_keep_their_own_tables_in_postgis(tmp_path, postgis_url):
+    from conftest import fresh_schema_url
+
+    city = City.init(tmp_path / "c", "EPSG:4549", store=fresh_schema_url(postgis_url))
+    city.ingest(write_geojson(tmp_path / "a.geojson", pipe_features(2)), "pipe", layer="a-b")
+    city.ingest(write_geojson(tmp_path / "b.geojson", pipe_features(3)), "pipe", layer="a_b")
+    city.ingest(write_geojson(tmp_path / "a.geojson", pipe_features(4)), "pipe", layer="a-b")
+    assert (len(city.features("a-b")), len(city.features("a_b"))) == (4, 3)
+    assert len(feature_tables(city)) == 2

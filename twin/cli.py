@@ -54,18 +54,64 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int | None], Callable[[i
         yield factory
 
 
+@app.callback()
+def _main() -> None:
+    """twin: a city information model fusing BIM and GIS."""
+    # The app wires the environment: a password in TWIN_DATABASE_URL reaches libpq (which also
+    # reads PGPASSWORD and ~/.pgpass itself), since city.json records store URLs without one.
+    import os
+
+    from twin.store.postgis import password_of
+
+    url = os.environ.get("TWIN_DATABASE_URL")
+    if url and "PGPASSWORD" not in os.environ and url.startswith(("postgresql:", "postgres:")):
+        password = password_of(url)
+        if password:
+            os.environ["PGPASSWORD"] = password
+
+
 @app.command()
 def init(
     city: Annotated[Path, typer.Argument(help="Folder of the city workspace (created if missing).")],
     crs: Annotated[str, typer.Option("--crs", help="The city's metric CRS, e.g. EPSG:4549.")],
     name: Annotated[Optional[str], typer.Option("--name", help="Display name (default: the folder's name).")] = None,
+    db: Annotated[Optional[str], typer.Option(
+        "--db", envvar="TWIN_DATABASE_URL",
+        help="Keep the city in PostGIS: postgresql://USER@HOST:PORT/DATABASE[?schema=NAME] (schema: the folder's "
+             "name). Default: a GeoPackage in the folder.")] = None,
 ) -> None:
     """Create a city workspace with its metric CRS."""
     from twin.workspace import City
 
     with _errors():
-        c = City.init(city, crs, name=name)
-    out.print(f"created city [bold]{c.name}[/] in {city} ({c.crs.to_string()}, {c.crs.name})")
+        c = City.init(city, crs, name=name, store=db or None)
+    out.print(f"created city [bold]{c.name}[/] in {city} ({c.crs.to_string()}, {c.crs.name}), "
+              f"store {c.config.store}", highlight=False)
+
+
+@app.command()
+def export(
+    city: Annotated[Path, typer.Argument(help="The city workspace folder.")],
+    to: Annotated[str, typer.Option("--to", help="The new store: postgresql://USER@HOST:PORT/DATABASE[?schema=NAME], "
+                                                 "or a GeoPackage file name in the city folder (city.gpkg).")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a GeoPackage file that exists.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Copy the city into another store, check that every count matches, then switch city.json to it."""
+    from twin.transfer import export_city
+    from twin.workspace import City
+
+    with _errors():
+        c = City.open(city)
+        source = c.store.url
+        with _progress(not quiet and sys.stderr.isatty()) as progress:
+            report = export_city(c, to, progress, overwrite=overwrite)
+    features = sum(n for name, (n, _) in report.layers.items() if c.layer(name).kind != "dem")
+    out.print(f"copied {len(report.layers)} layers ({features} features), "
+              + ", ".join(f"{n} {name}" for name, (n, _) in report.live.items())
+              + f" from {source} to {report.target}", highlight=False)
+    out.print(f"counts match; {city / 'city.json'} now names {report.target} (the old store is left as it was)",
+              highlight=False)
 
 
 @app.command()

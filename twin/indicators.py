@@ -16,6 +16,7 @@ squares and discs, and a city hands it its layers.
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import time
@@ -31,10 +32,12 @@ import shapely
 from pyproj import CRS, Proj
 
 from twin import sheets
+from twin.areas import clip_polygons, group_unions, overlap_groups, union_area
+from twin.columns import TRUE_WORDS, GeometryColumn, LayerColumns, split_work
 from twin.crs import WGS84, transformer
 from twin.discs import covered_area, disc_polygons
 from twin.errors import TwinError
-from twin.sensors import SensorRegistry
+from twin.sensors import SensorRegistry, link_to_pipes
 
 __all__ = ["INDICATORS", "Indicator", "IndicatorResult", "MissingLayer", "ModelData", "Target", "compute",
            "compute_all", "load_targets", "parse_at", "parse_scales", "parse_window", "measurable_indicators"]
@@ -42,7 +45,6 @@ __all__ = ["INDICATORS", "Indicator", "IndicatorResult", "MissingLayer", "ModelD
 DEFAULT_TARGETS = Path(__file__).with_name("indicators.toml")
 CITY_TARGETS = "indicators.toml"
 GAP_ITEMS = 20  # items listed per gap (missing sheets, longest unmonitored segments, ...)
-TRUE_WORDS = {"true", "t", "yes", "y", "1", "是", "有", "smart", "智能", "智慧"}
 
 
 class MissingLayer(TwinError):
@@ -109,7 +111,19 @@ def load_targets(city_root: str | Path | None = None, path: str | Path | None = 
     return targets
 
 
+_TOML_CACHE: dict[tuple[str, int, int], dict] = {}
+
+
 def _read_toml(path: Path) -> dict:
+    """A TOML file's tables (parsed once per version of the file: every indicator run reads the targets)."""
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _TOML_CACHE:
+        _TOML_CACHE[key] = _parse_toml(path)
+    return copy.deepcopy(_TOML_CACHE[key])
+
+
+def _parse_toml(path: Path) -> dict:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -180,68 +194,134 @@ def parse_scales(text: str | None) -> tuple[int, ...] | None:
 class ModelData:
     """The layers an indicator reads, by kind, in one metric CRS, plus sensor readings.
 
-    `frames` maps a layer kind to a GeoDataFrame (or a callable that loads it, so a city
-    only reads the layers an indicator asks for); `reporting(start_ms, end_ms)` gives the
-    ids of the sensors with a reading in (start, end].
+    `frames` maps a layer kind to a GeoDataFrame, a callable that loads it, or a
+    `LayerColumns` that reads only the columns an indicator asks for (so a city reads no
+    more than it needs); `reporting(start_ms, end_ms)` gives the ids of the sensors with a
+    reading in (start, end]; `registry`, when given, is the sensor registry a server already
+    keeps (which sensor watches which pipe), so it is not built again per request.
     """
 
-    def __init__(self, crs: CRS | str, frames: Mapping[str, gpd.GeoDataFrame | Callable[[], gpd.GeoDataFrame]],
+    def __init__(self, crs: CRS | str, frames: Mapping[str, gpd.GeoDataFrame | Callable[[], gpd.GeoDataFrame]
+                                                       | LayerColumns],
                  reporting: Callable[[int, int], set[str]] | None = None, *, snap_m: float = 10.0,
-                 now_ms: int | None = None) -> None:
+                 now_ms: int | None = None, registry: Callable[[], SensorRegistry] | SensorRegistry | None = None
+                 ) -> None:
         self.crs = CRS.from_user_input(crs)
         self._frames = dict(frames)
         self._loaded: dict[str, gpd.GeoDataFrame] = {}
+        self._partial: dict[tuple[str, tuple[str, ...]], pd.DataFrame] = {}
+        self._geometry: dict[str, GeometryColumn] = {}
         self._reporting = reporting
+        self._registry = registry
         self.snap_m = snap_m
         self.now_ms = now_ms
         self._cache: dict[object, object] = {}
 
     @classmethod
     def from_city(cls, city, *, snap_m: float = 10.0) -> "ModelData":
-        """Every vector layer of a city, grouped by kind and read when first needed."""
-        by_kind: dict[str, list[str]] = {}
-        for record in city.layers():
+        """Every vector layer of a city, grouped by kind, read (a few columns at a time) when first needed."""
+        by_kind: dict[str, list] = {}
+        for record in LayerColumns.catalogue(city.store):
             if record.kind != "dem":
-                by_kind.setdefault(record.kind, []).append(record.name)
-
-        def loader(names: list[str]) -> Callable[[], gpd.GeoDataFrame]:
-            def load() -> gpd.GeoDataFrame:
-                frames = [city.features(n) for n in names]
-                return frames[0] if len(frames) == 1 else gpd.GeoDataFrame(
-                    pd.concat(frames, ignore_index=True), crs=city.crs)
-            return load
-
-        return cls(city.crs, {kind: loader(names) for kind, names in by_kind.items()},
+                by_kind.setdefault(record.kind, []).append(record)
+        return cls(city.crs, {kind: LayerColumns(city.store, records, city.crs) for kind, records in by_kind.items()},
                    city.store.reporting_sensors, snap_m=snap_m)
 
     def has(self, kind: str) -> bool:
         """Whether the model has a layer of `kind`."""
         return kind in self._frames
 
-    def frame(self, kind: str, needed_by: str) -> gpd.GeoDataFrame:
-        """The features of `kind`; raises MissingLayer naming the indicator that needs them."""
+    def _source(self, kind: str, needed_by: str):
         if kind not in self._frames:
             raise MissingLayer(f"{needed_by} needs a layer of kind {kind!r}, and the city has none; add one with "
                                f"`twin ingest CITY FILE --kind {kind}`")
-        if kind not in self._loaded:
-            source = self._frames[kind]
-            frame = source() if callable(source) else source
-            if "uid" not in frame.columns:
-                frame = frame.assign(uid=[f"{kind}.{k + 1}" for k in range(len(frame))])
-            self._loaded[kind] = frame
+        return self._frames[kind]
+
+    def frame(self, kind: str, needed_by: str, columns: Iterable[str] | None = None) -> gpd.GeoDataFrame:
+        """The features of `kind` (with at least `columns`, when the source can read only some; a `uid` made
+        up when asked for and missing); raises MissingLayer naming the indicator that needs them."""
+        source = self._source(kind, needed_by)
+        if kind in self._loaded:
+            return self._loaded[kind]
+        if isinstance(source, LayerColumns) and columns is not None:
+            wanted = tuple(dict.fromkeys(columns))
+            if (kind, wanted) not in self._partial:
+                frame, geoms = source.read(list(wanted), geometry=kind not in self._geometry)
+                self._geometry.setdefault(kind, geoms)
+                self._partial[(kind, wanted)] = self._with_uid(kind, frame) if "uid" in wanted else frame
+            return self._partial[(kind, wanted)]
+        frame = source.frame() if isinstance(source, LayerColumns) else source() if callable(source) else source
+        self._loaded[kind] = self._with_uid(kind, frame)
         return self._loaded[kind]
+
+    @staticmethod
+    def _with_uid(kind: str, frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+        if "uid" not in frame.columns:
+            frame = frame.assign(uid=[f"{kind}.{k + 1}" for k in range(len(frame))])
+        return frame
+
+    def count_rows(self, kind: str, needed_by: str, conditions: list[list[str]]) -> list[int] | None:
+        """How many features of `kind` have all of each list of flags true, counted by the store when it can
+        (None: it cannot; read the columns instead)."""
+        source = self._source(kind, needed_by)
+        if isinstance(source, LayerColumns) and kind not in self._loaded:
+            return source.count_rows(conditions)
+        return None
 
     def geoms(self, kind: str, needed_by: str) -> np.ndarray:
         """The 2D geometries of `kind`, valid, as an array."""
         key = ("geoms", kind)
         if key not in self._cache:
-            geoms = shapely.force_2d(np.asarray(self.frame(kind, needed_by).geometry.values, dtype=object))
-            invalid = ~shapely.is_valid(geoms) & ~shapely.is_missing(geoms)
+            if kind in self._loaded:
+                geoms = np.asarray(self._loaded[kind].geometry.values, dtype=object)
+            else:
+                if kind not in self._geometry:
+                    self.frame(kind, needed_by, columns=[])
+                geoms = self._geometry[kind].geometries() if kind in self._geometry else \
+                    np.asarray(self.frame(kind, needed_by).geometry.values, dtype=object)
+            if shapely.has_z(geoms).any():
+                geoms = shapely.force_2d(geoms)
+            invalid = ~split_work(shapely.is_valid, geoms) & ~shapely.is_missing(geoms)
             if invalid.any():
                 geoms = geoms.copy()
                 geoms[invalid] = shapely.make_valid(geoms[invalid])
             self._cache[key] = geoms
         return self._cache[key]
+
+    def rows_where(self, kind: str, needed_by: str, columns: list[str], column: str,
+                   values: Iterable[str]) -> tuple[pd.DataFrame, GeometryColumn]:
+        """The features of `kind` whose `column` is one of `values`: their `columns` and geometries
+        (filtered by the store when it can, so the others are never read)."""
+        values = tuple(values)
+        key = ("where", kind, tuple(columns), column, values)
+        if key not in self._cache:
+            source = self._source(kind, needed_by)
+            if isinstance(source, LayerColumns) and kind not in self._loaded:
+                frame, geoms = source.read(list(dict.fromkeys([*columns, column])), where=(column, values))
+                frame = self._with_uid(kind, frame) if "uid" in columns else frame
+            else:
+                full = self.frame(kind, needed_by)
+                keep = full[column].isin(list(values)).to_numpy(dtype=bool) if column in full.columns \
+                    else np.zeros(len(full), dtype=bool)
+                frame = pd.DataFrame(full.drop(columns=full.geometry.name))[keep].reset_index(drop=True)
+                geoms = GeometryColumn(self.geoms(kind, needed_by)[keep])
+            self._cache[key] = (frame, geoms)
+        return self._cache[key]
+
+    def lengths(self, kind: str, needed_by: str, clip: shapely.Geometry | None = None) -> np.ndarray:
+        """Horizontal lengths of the lines of `kind`, clipped to `clip` (from the WKB, when nothing is clipped)."""
+        if clip is None and kind not in self._loaded and ("geoms", kind) not in self._cache:
+            if kind not in self._geometry and isinstance(self._frames.get(kind), LayerColumns):
+                self.frame(kind, needed_by, columns=[])
+            if kind in self._geometry:
+                return self._geometry[kind].lengths()
+        return _lengths(self.geoms(kind, needed_by), clip)
+
+    def geometry_column(self, kind: str, needed_by: str) -> GeometryColumn:
+        """The geometries of `kind`, decoded only where asked (bounds and lengths of lines come from the WKB)."""
+        if kind in self._geometry and ("geoms", kind) not in self._cache:
+            return self._geometry[kind]
+        return GeometryColumn(self.geoms(kind, needed_by))
 
     def union(self, kind: str, needed_by: str) -> shapely.Geometry:
         """The union of the polygons of `kind` (their overlaps count once)."""
@@ -253,6 +333,10 @@ class ModelData:
     def reporting(self, start_ms: int, end_ms: int) -> set[str]:
         """Sensors with a reading in (start, end]."""
         return self._reporting(start_ms, end_ms) if self._reporting else set()
+
+    def registry(self) -> SensorRegistry | None:
+        """The sensor registry given by the caller (a server's), if any."""
+        return self._registry() if callable(self._registry) else self._registry
 
     def to_crs(self, crs: CRS | str) -> "ModelData":
         """The same data in another CRS (for checking that answers do not depend on it)."""
@@ -398,8 +482,23 @@ class IndicatorResult:
 
 def _geojson(geom: shapely.Geometry, crs: CRS) -> dict:
     moved = shapely.transform(geom, lambda xy: np.column_stack(transformer(crs, WGS84).transform(xy[:, 0], xy[:, 1])))
-    moved = shapely.set_precision(moved, 1e-7)
-    return shapely.geometry.mapping(moved)
+    return shapely.geometry.mapping(_snap_to_1e7_degrees(moved))
+
+
+def _snap_to_1e7_degrees(geom: shapely.Geometry) -> shapely.Geometry:
+    """Coordinates to 1e-7 degrees (about 1 cm), keeping the geometry valid where GEOS can.
+
+    Parts that meet along their edges (uncovered parts built group by group) or slivers
+    thinner than the grid can make GEOS's snap-rounding fail with a TopologyException; such
+    a geometry is made valid first, and if that still fails its coordinates are rounded as
+    they are.
+    """
+    for attempt in (geom, shapely.make_valid(geom)):
+        try:
+            return shapely.set_precision(attempt, 1e-7)
+        except shapely.errors.GEOSException:
+            continue
+    return shapely.transform(geom, lambda xy: np.round(xy, 7))
 
 
 # the indicators ---------------------------------------------------------------------------
@@ -434,23 +533,25 @@ def _area_ratio(covered: float, area: float) -> tuple[float, float]:
 def topo_map_coverage(data: ModelData, clip, target: Target, opts: Options) -> Measured:
     me = "topo_map_coverage"
     area = _clip(data.union("planning_area", me), clip)
-    frame = data.frame("map_sheet", me)
+    frame = data.frame("map_sheet", me, ["scale"])
     geoms = data.geoms("map_sheet", me)
     # scales may come as 1000 or as "1:1000"; a sheet without one does not count
     scale = pd.to_numeric(frame["scale"].astype("string").str.strip().str.removeprefix("1:"),
-                          errors="coerce").to_numpy(dtype=float) if "scale" in frame.columns \
+                          errors="coerce").to_numpy(dtype=float, na_value=np.nan) if "scale" in frame.columns \
         else np.full(len(frame), np.nan)
     if opts.scales:
         counted = np.isin(scale, list(opts.scales))
     else:
         counted = scale <= float(target.options.get("max_scale", 2000))
-    sheets_union = _polygonal(shapely.union_all(geoms[counted])) if counted.any() else shapely.Polygon()
-    covered = _polygonal(shapely.intersection(area, sheets_union)) if not area.is_empty else shapely.Polygon()
-    num, den = _area_ratio(covered.area, area.area)
-    m = Measured(num, den, "m2", area=area, covered=covered, empty_reason="no planning area here",
+    covered = union_area(clip_polygons(geoms[counted], area)) if not area.is_empty else 0.0
+    num, den = _area_ratio(covered, area.area)
+    m = Measured(num, den, "m2", area=area, empty_reason="no planning area here",
                  details={"sheets_counted": int(counted.sum()), "sheets_not_counted": int((~counted).sum()),
                           "scales_counted": sorted({int(s) for s in scale[counted] if np.isfinite(s)})})
     if opts.explain and den > 0:
+        sheets_union = _polygonal(shapely.disjoint_subset_union_all(geoms[counted])) if counted.any() \
+            else shapely.Polygon()
+        m.covered = _polygonal(shapely.intersection(area, sheets_union))
         m.uncovered = _polygonal(shapely.difference(area, sheets_union))
         grid_scale = int(pd.Series(scale[counted]).mode().iloc[0]) if counted.any() else 1000
         if grid_scale not in sheets.SHEET_SIZE_M:
@@ -471,33 +572,34 @@ def topo_map_coverage(data: ModelData, clip, target: Target, opts: Options) -> M
 
 def pipeline_monitoring(data: ModelData, clip, target: Target, opts: Options) -> Measured:
     me = "pipeline_monitoring"
-    pipes = data.frame("pipe", me)
-    geoms = data.geoms("pipe", me)
-    monitored = _monitored_pipes(data, me, opts)
-    uids = pipes["uid"].astype(str).to_numpy()
-    watched = np.isin(uids, list(monitored)) if monitored else np.zeros(len(uids), dtype=bool)
-    lengths = _lengths(geoms, clip)
-    utility = pipes["utility"].astype("object").where(pipes["utility"].notna(), "unknown").to_numpy() \
-        if "utility" in pipes.columns else np.full(len(pipes), "unknown", dtype=object)
+    pipes = data.frame("pipe", me, ["uid", "utility"])
+    watched = _watched_pipes(data, me, opts)
+    lengths = data.lengths("pipe", me, clip)
+    codes, names = _utilities(pipes)
+    present = lengths > 0
+    totals = np.bincount(codes[present], weights=lengths[present], minlength=len(names))
+    on = np.bincount(codes[present & watched], weights=lengths[present & watched], minlength=len(names))
     per_utility = {}
-    for name in sorted(set(utility[lengths > 0])):
-        sel = (utility == name) & (lengths > 0)
-        total, on = float(lengths[sel].sum()), float(lengths[sel & watched].sum())
-        per_utility[str(name)] = {"value": on / total if total > 0 else None, "numerator": on, "denominator": total}
+    for k in sorted(np.unique(codes[present]), key=lambda k: names[k]):
+        total, watched_m = float(totals[k]), float(on[k])
+        per_utility[names[k]] = {"value": watched_m / total if total > 0 else None, "numerator": watched_m,
+                                 "denominator": total}
     m = Measured(float(lengths[watched].sum()), float(lengths.sum()), "m", empty_reason="no pipes here",
-                 details={"by_utility": per_utility, "segments": int((lengths > 0).sum()),
-                          "monitored_segments": int((watched & (lengths > 0)).sum()),
+                 details={"by_utility": per_utility, "segments": int(present.sum()),
+                          "monitored_segments": int((watched & present).sum()),
                           "window": None if opts.window_ms is None else f"{opts.window_ms / 3_600_000:g}h",
                           "at": _iso(opts.at_ms if opts.at_ms is not None else data.now_ms or _now_ms())})
     if opts.explain:
+        geoms = data.geoms("pipe", me)
+        uids = pipes["uid"].astype(str).to_numpy()
         gaps = []
-        off = ~watched & (lengths > 0)
+        off = ~watched & present
         for name in per_utility:
-            sel = np.flatnonzero(off & (utility == name))
+            sel = np.flatnonzero(off & (codes == names.index(name)))
             for k in sel[np.argsort(-lengths[sel], kind="stable")][:GAP_ITEMS]:
                 gaps.append({"uid": uids[k], "utility": name, "length_m": float(lengths[k])})
         m.gap_items = gaps
-        on_geoms, off_geoms = geoms[watched & (lengths > 0)], geoms[off]
+        on_geoms, off_geoms = geoms[watched & present], geoms[off]
         if clip is not None:
             on_geoms, off_geoms = shapely.intersection(on_geoms, clip), shapely.intersection(off_geoms, clip)
         m.marks["monitored pipes"] = shapely.multilinestrings(list(shapely.get_parts(on_geoms))) \
@@ -509,24 +611,65 @@ def pipeline_monitoring(data: ModelData, clip, target: Target, opts: Options) ->
     return m
 
 
-def _monitored_pipes(data: ModelData, me: str, opts: Options) -> set[str]:
-    """Uids of pipe segments watched by a sensor that counts (reporting in the window, or installed)."""
-    key = ("monitored", opts.at_ms, opts.window_ms)
+def _utilities(pipes: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Each pipe's utility as a code into a list of names ('unknown' where it has none)."""
+    if "utility" not in pipes.columns:
+        return np.zeros(len(pipes), dtype=np.int64), ["unknown"]
+    codes, uniques = pd.factorize(pipes["utility"].astype("string"), use_na_sentinel=True)
+    names = [str(u) for u in uniques]
+    if (codes < 0).any():
+        codes = np.where(codes < 0, len(names), codes)
+        names.append("unknown")
+    return codes.astype(np.int64), names
+
+
+def _watched_pipes(data: ModelData, me: str, opts: Options) -> np.ndarray:
+    """Which pipe segments (by row) a sensor that counts watches: reporting in the window, or installed."""
+    key = ("watched", opts.at_ms, opts.window_ms)
     if key in data._cache:
         return data._cache[key]
-    registry = data._cache.get("registry")
-    if registry is None:
-        registry = SensorRegistry.build({"sensor": data.frame("sensor", me)}, {"pipe": data.frame("pipe", me)},
-                                        data.snap_m)
-        data._cache["registry"] = registry
+    pipes = data.frame("pipe", me, ["uid", "utility"])
     if opts.window_ms is None:
-        counting = set(registry.sensors)
+        counting = None
     else:
         at = opts.at_ms if opts.at_ms is not None else (data.now_ms or _now_ms())
         counting = data.reporting(at - opts.window_ms, at)
-    monitored = {uid for (_, uid), sensor_ids in registry.pipe_sensors.items() if counting.intersection(sensor_ids)}
-    data._cache[key] = monitored
-    return monitored
+    watched = np.zeros(len(pipes), dtype=bool)
+    registry = data.registry()
+    if registry is not None:  # the server's own links
+        sensors = registry.sensors if counting is None else {s: registry.sensors[s] for s in counting
+                                                             if s in registry.sensors}
+        uids = {info.pipe for info in sensors.values() if info.pipe is not None}
+        if uids:
+            watched = pipes["uid"].astype("string").isin(list(uids)).to_numpy(dtype=bool, na_value=False)
+    else:
+        sensor_ids, rows = _sensor_links(data, me)
+        counts = np.ones(len(sensor_ids), dtype=bool) if counting is None else \
+            pd.Series(sensor_ids, dtype="string").isin(list(counting)).to_numpy(dtype=bool, na_value=False)
+        watched[rows[counts & (rows >= 0)]] = True
+    data._cache[key] = watched
+    return watched
+
+
+def _sensor_links(data: ModelData, me: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each sensor's id and the row of the pipe it watches (-1: none), as SensorRegistry links them."""
+    if "links" not in data._cache:
+        sensors = data.frame("sensor", me, ["uid", "sensor_id", "pipe_id"])
+        pipes = data.frame("pipe", me, ["uid", "utility"])
+        ids = (sensors["sensor_id"] if "sensor_id" in sensors.columns
+               else sensors["uid"].astype(str).str.split(".", n=1).str[-1]).astype("string")
+        # a sensor without an id is not a sensor; one whose id came before already is its duplicate
+        keep = (ids.notna() & ~ids.duplicated()).to_numpy(dtype=bool)
+        pipe_ids = sensors["pipe_id"].astype(object).to_numpy() if "pipe_id" in sensors.columns \
+            else np.full(len(sensors), None, dtype=object)
+        pipe_uids = pipes["uid"]
+        import pyarrow as pa
+
+        arrow = pa.array(pipe_uids.astype("string[pyarrow]").array if hasattr(pipe_uids, "array") else pipe_uids)
+        rows, _ = link_to_pipes(data.geoms("sensor", me)[keep], pipe_ids[keep], arrow,
+                                data.geometry_column("pipe", me), data.snap_m)
+        data._cache["links"] = (ids[keep].to_numpy(dtype=object), rows)
+    return data._cache["links"]
 
 
 def _now_ms() -> int:
@@ -539,11 +682,15 @@ def _iso(ms: int) -> str:
 
 def _share_of_points(kind: str, flag: str, me: str) -> Callable:
     def measure(data: ModelData, clip, target: Target, opts: Options) -> Measured:
-        frame = data.frame(kind, me)
+        if clip is None and not opts.explain:
+            counts = data.count_rows(kind, me, [[], [flag]])
+            if counts is not None:
+                return Measured(float(counts[1]), float(counts[0]), "count", empty_reason=f"no {kind} here")
+        frame = data.frame(kind, me, ["uid", flag, "name"])
         if flag not in frame.columns:
             raise MissingLayer(f"{me} needs the field {flag!r} on the {kind} layer (true for smart ones)")
-        geoms = data.geoms(kind, me)
-        inside = _inside(geoms, clip)
+        geoms = data.geoms(kind, me) if clip is not None or opts.explain else None
+        inside = _inside(geoms, clip) if clip is not None else np.ones(len(frame), dtype=bool)
         smart = _truthy(frame[flag]) & inside
         m = Measured(float(smart.sum()), float(inside.sum()), "count", empty_reason=f"no {kind} here")
         if opts.explain:
@@ -631,7 +778,7 @@ def _disc_coverage(point_kind: str, areas: tuple[str, ...], me: str) -> Callable
         for other in areas[1:]:
             area = _polygonal(shapely.intersection(area, data.union(other, me)))
         area = _clip(area, clip)
-        frame = data.frame(point_kind, me)
+        frame = data.frame(point_kind, me, ["range_m"])
         if "range_m" not in frame.columns:
             raise MissingLayer(f"{me} needs the field 'range_m' on the {point_kind} layer (its reach in metres)")
         centers, radii, no_range = _discs(data, point_kind, me)
@@ -660,7 +807,7 @@ def _discs(data: ModelData, kind: str, me: str) -> tuple[np.ndarray, np.ndarray,
     """Disc centres and radii in CRS units: range_m is on the ground, scaled by the CRS's scale factor."""
     key = ("discs", kind)
     if key not in data._cache:
-        frame = data.frame(kind, me)
+        frame = data.frame(kind, me, ["range_m"])
         geoms = data.geoms(kind, me)
         reach = pd.to_numeric(frame["range_m"], errors="coerce").to_numpy(dtype=float)
         ok = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms) & np.isfinite(reach) & (reach > 0)
@@ -675,24 +822,29 @@ def _discs(data: ModelData, kind: str, me: str) -> tuple[np.ndarray, np.ndarray,
 def green_coverage(data: ModelData, clip, target: Target, opts: Options) -> Measured:
     me = "green_coverage"
     area = _clip(data.union("urban_area", me), clip)
-    green = data.union("green", me)
-    covered = _polygonal(shapely.intersection(area, green))
-    num, den = _area_ratio(covered.area, area.area)
-    m = Measured(num, den, "m2", area=area, covered=covered, empty_reason="no urban area here")
+    parts = clip_polygons(data.geoms("green", me), area)  # area(urban ∩ ∪ green) = area(∪ (green ∩ urban))
+    num, den = _area_ratio(union_area(parts), area.area)
+    m = Measured(num, den, "m2", area=area, empty_reason="no urban area here")
     if opts.explain and den > 0:
-        m.uncovered = _polygonal(shapely.difference(area, green))
+        m.covered = _polygonal(shapely.disjoint_subset_union_all(parts)) if len(parts) else shapely.Polygon()
+        m.uncovered = _polygonal(shapely.difference(area, m.covered))
     return m
 
 
 def energy_metering(data: ModelData, clip, target: Target, opts: Options) -> Measured:
     me = "energy_metering"
-    frame = data.frame("building", me)
+    if clip is None and not opts.explain:
+        counts = data.count_rows("building", me, [["energy_key"], ["energy_key", "energy_metered"]])
+        if counts is not None:
+            return Measured(float(counts[1]), float(counts[0]), "count",
+                            empty_reason="no key energy-using buildings here")
+    frame = data.frame("building", me, ["uid", "energy_key", "energy_metered", "name"])
     for name in ("energy_key", "energy_metered"):
         if name not in frame.columns:
             raise MissingLayer(f"{me} needs the building field {name!r} (energy_key: a key energy-using building; "
                                f"energy_metered: its energy use is metered digitally)")
-    geoms = data.geoms("building", me)
-    key = _truthy(frame["energy_key"]) & _inside(geoms, clip)
+    geoms = data.geoms("building", me) if clip is not None or opts.explain else None
+    key = _truthy(frame["energy_key"]) & (_inside(geoms, clip) if clip is not None else True)
     metered = key & _truthy(frame["energy_metered"])
     m = Measured(float(metered.sum()), float(key.sum()), "count", empty_reason="no key energy-using buildings here")
     if opts.explain:
@@ -701,26 +853,31 @@ def energy_metering(data: ModelData, clip, target: Target, opts: Options) -> Mea
         m.gap_items = [{"uid": str(frame["uid"].iloc[k]), "name": _text(names.iloc[k])} for k in missing[:GAP_ITEMS]]
         m.details["not_metered"] = int(len(missing))
         m.area = clip
-        m.covered = shapely.union_all(geoms[metered]) if metered.any() else None
-        m.uncovered = shapely.union_all(geoms[missing]) if len(missing) else None
+        m.covered = shapely.disjoint_subset_union_all(geoms[metered]) if metered.any() else None
+        m.uncovered = shapely.disjoint_subset_union_all(geoms[missing]) if len(missing) else None
     return m
 
 
 def combined_sewer_share(data: ModelData, clip, target: Target, opts: Options) -> Measured:
     me = "combined_sewer_share"
-    pipes = data.frame("pipe", me)
+    drainage_kinds = ("storm", "sewage", "combined")
+    # only drainage pipes are read (the store filters them), the rest never leave it
+    pipes, lines = data.rows_where("pipe", me, ["uid", "utility"] if opts.explain else ["utility"], "utility",
+                                   drainage_kinds)
     if "utility" not in pipes.columns:
         raise MissingLayer(f"{me} needs the pipe field 'utility' (storm, sewage or combined)")
-    geoms = data.geoms("pipe", me)
-    utility = pipes["utility"].astype("object").to_numpy()
-    drainage = np.isin(utility, ["storm", "sewage", "combined"])
-    lengths = np.zeros(len(pipes))
-    lengths[drainage] = _lengths(geoms[drainage], clip)
-    combined = utility == "combined"
-    m = Measured(float(lengths[combined].sum()), float(lengths[drainage].sum()), "m",
-                 empty_reason="no storm, sewage or combined pipes here",
-                 details={u: float(lengths[utility == u].sum()) for u in ("storm", "sewage", "combined")})
+    utility = pipes["utility"].astype("string")
+    if clip is None:
+        lengths = lines.lengths()
+    else:
+        lengths = _lengths(shapely.force_2d(lines.geometries()), clip)
+    by_utility = {u: float(lengths[(utility == u).to_numpy(dtype=bool, na_value=False)].sum()) for u in drainage_kinds}
+    combined = (utility == "combined").to_numpy(dtype=bool, na_value=False)
+    drainage = np.ones(len(pipes), dtype=bool)
+    m = Measured(float(lengths[combined].sum()), float(lengths.sum()), "m",
+                 empty_reason="no storm, sewage or combined pipes here", details=by_utility)
     if opts.explain:
+        geoms = shapely.force_2d(lines.geometries())
         order = np.flatnonzero(combined & (lengths > 0))
         order = order[np.argsort(-lengths[order], kind="stable")]
         uids = pipes["uid"].astype(str).to_numpy()
@@ -736,14 +893,33 @@ def combined_sewer_share(data: ModelData, clip, target: Target, opts: Options) -
 
 def bim_coverage(data: ModelData, clip, target: Target, opts: Options) -> Measured:
     me = "bim_coverage"
-    bim = _clip(data.union("bim", me), clip)
-    every = _clip(shapely.union_all([data.union("building", me), data.union("bim", me)]), clip)
-    covered = _polygonal(shapely.intersection(every, bim))
-    num, den = _area_ratio(covered.area, every.area)
-    m = Measured(num, den, "m2", area=every, covered=covered, empty_reason="no buildings here")
+    bim = clip_polygons(data.geoms("bim", me), clip)
+    every = np.concatenate([clip_polygons(data.geoms("building", me), clip), bim])
+    # ∪ bim lies inside ∪ every footprint, so area(∪ every ∩ ∪ bim) is area(∪ bim)
+    num, den = _area_ratio(union_area(bim), union_area(every))
+    m = Measured(num, den, "m2", empty_reason="no buildings here")
     if opts.explain and den > 0:
-        m.uncovered = _polygonal(shapely.difference(every, bim))
+        # built group by group (footprints that overlap): never one union of every footprint
+        is_bim = np.r_[np.zeros(len(every) - len(bim), dtype=bool), np.ones(len(bim), dtype=bool)]
+        labels, _, _ = overlap_groups(every)
+        groups, unions = group_unions(every, labels)
+        bim_groups, bim_unions = group_unions(every[is_bim], labels[is_bim])
+        covered = np.full(len(groups), None, dtype=object)
+        covered[np.searchsorted(groups, bim_groups)] = bim_unions
+        uncovered = unions.copy()
+        has = ~shapely.is_missing(covered)
+        uncovered[has] = shapely.difference(unions[has], covered[has])
+        m.area = _parts(unions)
+        m.covered = _parts(covered[has])
+        m.uncovered = _parts(uncovered)
     return m
+
+
+def _parts(geoms: np.ndarray) -> shapely.Geometry:
+    """The polygons of some geometries that meet at most along their edges, as one MultiPolygon (not dissolved)."""
+    parts = shapely.get_parts(np.asarray(geoms, dtype=object)[~shapely.is_missing(geoms)])
+    parts = parts[np.isin(shapely.get_type_id(parts), [3]) & (shapely.area(parts) > 0)] if len(parts) else parts
+    return shapely.multipolygons(parts) if len(parts) else shapely.MultiPolygon()
 
 
 INDICATORS: dict[str, Indicator] = {i.id: i for i in [

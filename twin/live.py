@@ -4,7 +4,9 @@ statuses of pipes and sensors kept current by tailing the store's status events.
 Every process that serves a city runs one `LiveStatus` poller: it reads the events that any
 process (another worker, `twin sensors simulate`, a replay) recorded in the store, publishes
 them to the process's `EventHub` (so each SSE stream carries every change) and holds the
-statuses the features and tiles of that process show.
+statuses the features and tiles of that process show. Where the store sends change notices
+(twin.notify), a notice `wake`s the poller at once, and it polls only every `notified_poll_s`
+while notices flow.
 """
 
 from __future__ import annotations
@@ -56,10 +58,15 @@ class CityRegistry:
 class LiveStatus:
     """Statuses of pipes and sensors as recorded in the store, followed by polling its events."""
 
-    def __init__(self, store: Store, publish: Callable[[dict], Any] | None = None, poll_s: float = 0.15) -> None:
+    def __init__(self, store: Store, publish: Callable[[dict], Any] | None = None, poll_s: float = 0.15,
+                 notified_poll_s: float = 30.0) -> None:
         self.store = store
         self.publish = publish
         self.poll_s = poll_s
+        self.notified_poll_s = notified_poll_s
+        # set by a server that hears change notices: True while they flow
+        self.notified: Callable[[], bool] = lambda: False
+        self._wake = threading.Event()
         self._lock = threading.Lock()
         self._statuses: dict[tuple[str, str], str] = store.statuses()
         self._values: dict[tuple[str, str], float | None] = {}
@@ -77,11 +84,20 @@ class LiveStatus:
     def stop(self) -> None:
         """Stop polling."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def wake(self) -> None:
+        """Poll now rather than at the next tick (a change notice came): safe from any thread."""
+        self._wake.set()
+
     def _run(self) -> None:
-        while not self._stop.wait(self.poll_s):
+        while True:
+            self._wake.wait(self.notified_poll_s if self.notified() else self.poll_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 while self.poll() >= 1000:  # catch up on a burst before sleeping again
                     pass

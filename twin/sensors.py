@@ -22,6 +22,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 
 from layers.errors import BadObservation
@@ -30,7 +31,7 @@ from twin.errors import SpecError, UnknownSensor
 from twin.store import Reading, StatusChange, Store
 
 __all__ = ["DEFAULT_THRESHOLDS", "STATUS_RANK", "Band", "Thresholds", "SensorInfo", "SensorRegistry",
-           "IngestReport", "SensorMonitor", "assess_statuses", "worst"]
+           "IngestReport", "SensorMonitor", "assess_statuses", "link_to_pipes", "worst"]
 
 log = logging.getLogger("twin.sensors")
 
@@ -201,42 +202,47 @@ class SensorRegistry:
     def build(cls, sensor_layers: Mapping[str, gpd.GeoDataFrame], pipe_layers: Mapping[str, gpd.GeoDataFrame],
               snap_m: float = 10.0) -> "SensorRegistry":
         """Link each sensor to its pipe by `pipe_id`, else to the nearest pipe within `snap_m` metres."""
-        pipe_uid: dict[str, tuple[str, str | None]] = {}
-        geoms, owners = [], []
+        uids, layers, utilities, geoms = [], [], [], []
         for layer, frame in pipe_layers.items():
-            utilities = frame["utility"] if "utility" in frame.columns else [None] * len(frame)
-            for uid, utility in zip(frame["uid"].astype(str), utilities):
-                pipe_uid[uid] = (layer, None if utility is None or utility is np.nan else str(utility))
-            geoms.extend(shapely.force_2d(np.asarray(frame.geometry.values, dtype=object)))
-            owners.extend(frame["uid"].astype(str))
-        tree = shapely.STRtree(np.asarray(geoms, dtype=object)) if geoms else None
+            uids.append(frame["uid"].astype(str).to_numpy(dtype=object))
+            layers.append(np.full(len(frame), layer, dtype=object))
+            utilities.append(frame["utility"].to_numpy(dtype=object) if "utility" in frame.columns
+                             else np.full(len(frame), None, dtype=object))
+            geoms.append(np.asarray(frame.geometry.values, dtype=object))
+        pipe_uids = np.concatenate(uids) if uids else np.empty(0, dtype=object)
+        pipe_layer = np.concatenate(layers) if layers else np.empty(0, dtype=object)
+        pipe_utility = np.concatenate(utilities) if utilities else np.empty(0, dtype=object)
+        pipe_geoms = np.concatenate(geoms) if geoms else np.empty(0, dtype=object)
+        # a uid in two pipe layers: the later layer's segment is the one named (as a dict would keep it)
         registry = cls()
         for layer, frame in sensor_layers.items():
-            ids = frame["sensor_id"] if "sensor_id" in frame.columns else frame["uid"].str.split(".", n=1).str[-1]
-            for pos, (sid, uid) in enumerate(zip(ids, frame["uid"].astype(str))):
-                if sid is None or (isinstance(sid, float) and math.isnan(sid)):
-                    continue
+            uid = frame["uid"].astype(str).to_numpy(dtype=object)
+            ids = (frame["sensor_id"] if "sensor_id" in frame.columns else frame["uid"].str.split(".", n=1).str[-1]
+                   ).to_numpy(dtype=object)
+            keep = np.array([not _missing(v) for v in ids], dtype=bool)
+            pipe_ids = frame["pipe_id"].to_numpy(dtype=object) if "pipe_id" in frame.columns \
+                else np.full(len(frame), None, dtype=object)
+            points = np.asarray(frame.geometry.values, dtype=object)
+            at, snapped = link_to_pipes(points[keep], pipe_ids[keep], pipe_uids, pipe_geoms, snap_m)
+            registry.snapped += int(snapped.sum())
+            props, units = _strings(frame, "property")[keep], _strings(frame, "unit")[keep]
+            for k, (sid, sensor_uid) in enumerate(zip(ids[keep], uid[keep])):
                 sid = str(sid)
                 if sid in registry.sensors:
                     log.warning("sensor %s appears twice (layers %s and %s); the first is used",
                                 sid, registry.sensors[sid].layer, layer)
+                    if snapped[k]:
+                        registry.snapped -= 1
                     continue
-                pipe = _column(frame, "pipe_id", pos)
-                if pipe is not None and pipe not in pipe_uid and f"pipe.{pipe}" in pipe_uid:
-                    pipe = f"pipe.{pipe}"
-                if (pipe is None or pipe not in pipe_uid) and tree is not None and snap_m > 0:
-                    point = shapely.force_2d(frame.geometry.iloc[pos])
-                    hit = tree.query_nearest(point, max_distance=snap_m) if point is not None else []
-                    pipe = owners[int(hit[0])] if len(hit) else None
-                    registry.snapped += pipe is not None
-                elif pipe is not None and pipe not in pipe_uid:
-                    pipe = None
-                pipe_layer, utility = pipe_uid.get(pipe, (None, None)) if pipe else (None, None)
-                info = SensorInfo(sid, layer, uid, _column(frame, "property", pos), _column(frame, "unit", pos),
-                                  pipe, pipe_layer, utility)
+                row = int(at[k])
+                pipe = pipe_uids[row] if row >= 0 else None
+                layer_of = pipe_layer[row] if row >= 0 else None
+                utility = pipe_utility[row] if row >= 0 else None
+                utility = None if _missing(utility) else str(utility)
+                info = SensorInfo(sid, layer, sensor_uid, props[k], units[k], pipe, layer_of, utility)
                 registry.sensors[sid] = info
                 if pipe is not None:
-                    registry.pipe_sensors.setdefault((pipe_layer, pipe), []).append(sid)
+                    registry.pipe_sensors.setdefault((layer_of, pipe), []).append(sid)
         return registry
 
     def info(self, sensor_id: str) -> SensorInfo:
@@ -247,13 +253,102 @@ class SensorRegistry:
             raise UnknownSensor(f"no sensor {sensor_id!r} in the city's sensor layers") from None
 
 
-def _column(frame: gpd.GeoDataFrame, name: str, pos: int) -> str | None:
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _strings(frame: gpd.GeoDataFrame, name: str) -> np.ndarray:
+    """A column as str or None per feature (None when the column is missing)."""
     if name not in frame.columns:
-        return None
-    value = frame[name].iloc[pos]
-    if value is None or value is np.nan or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return str(value)
+        return np.full(len(frame), None, dtype=object)
+    return np.array([None if _missing(v) else str(v) for v in frame[name].to_numpy(dtype=object)], dtype=object)
+
+
+def link_to_pipes(points: np.ndarray, pipe_ids: np.ndarray, pipe_uids, pipe_geoms: np.ndarray,
+                  snap_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """The row of the pipe each sensor watches (-1: none), and whether it was snapped.
+
+    A sensor watches the pipe its `pipe_id` names (a uid, or a key of the `pipe` layer),
+    else the nearest pipe within `snap_m` of it. `pipe_uids` may be any array-like of
+    strings; a uid given twice names its last segment. `pipe_geoms` is an array of
+    geometries, or anything with `bounds()` and `geometries(rows)` (twin.columns.GeometryColumn),
+    so that only the pipes near a sensor are decoded.
+    """
+    n = len(points)
+    rows = np.full(n, -1, dtype=np.int64)
+    snapped = np.zeros(n, dtype=bool)
+    if not n:
+        return rows, snapped
+    named = np.array([not _missing(v) for v in pipe_ids], dtype=bool)
+    if named.any() and len(pipe_uids):
+        wanted = np.array([str(v) for v in pipe_ids[named]], dtype=object)
+        rows[named] = _rows_of(pipe_uids, wanted)
+        retry = np.flatnonzero(named)[rows[named] < 0]
+        if len(retry):
+            rows[retry] = _rows_of(pipe_uids, np.array(["pipe." + str(pipe_ids[k]) for k in retry], dtype=object))
+    need = np.flatnonzero(rows < 0)
+    if snap_m > 0 and len(need) and len(pipe_geoms):
+        pts = np.asarray(points, dtype=object)[need]
+        pts = shapely.force_2d(pts) if shapely.has_z(pts).any() else pts
+        ok = ~shapely.is_missing(pts) & ~shapely.is_empty(pts)
+        need, pts = need[ok], pts[ok]
+        candidates = _near(pipe_geoms.bounds() if hasattr(pipe_geoms, "bounds") else
+                           shapely.bounds(np.asarray(pipe_geoms, dtype=object)), shapely.get_coordinates(pts), snap_m)
+        if len(need) and len(candidates):
+            near = pipe_geoms.geometries(candidates) if hasattr(pipe_geoms, "geometries") \
+                else np.asarray(pipe_geoms, dtype=object)[candidates]
+            tree = shapely.STRtree(shapely.force_2d(near) if shapely.has_z(near).any() else near)
+            which, hit = tree.query_nearest(pts, max_distance=snap_m)
+            which, first = np.unique(which, return_index=True)
+            rows[need[which]] = candidates[hit[first]]
+            snapped[need[which]] = True
+    return rows, snapped
+
+
+def _rows_of(uids, wanted: np.ndarray) -> np.ndarray:
+    """Row of each wanted uid among `uids` (its last), -1 where there is none; hashing the few wanted ones."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = uids if isinstance(uids, (pa.Array, pa.ChunkedArray)) else pa.array(np.asarray(uids, dtype=object),
+                                                                                   type=pa.string())
+    unique, inverse = np.unique(wanted.astype(str), return_inverse=True)
+    match = pc.index_in(values, value_set=pa.array(unique, type=pa.string()))
+    match = np.asarray(match.to_numpy(zero_copy_only=False) if hasattr(match, "to_numpy") else match)
+    match = np.where(pd.isna(match), -1, match).astype(np.int64)
+    found = np.full(len(unique), -1, dtype=np.int64)
+    at = np.flatnonzero(match >= 0)
+    found[match[at]] = at  # later rows overwrite earlier ones
+    return found[inverse]
+
+
+def _near(bounds: np.ndarray, xy: np.ndarray, reach: float) -> np.ndarray:
+    """Rows of the boxes that, grown by `reach`, may hold one of the points.
+
+    The points are marked on a grid of cells `2 reach` wide, and a summed-area table of
+    the marks tells for any box in four look-ups whether a marked cell lies under it.
+    """
+    ok = np.isfinite(bounds).all(axis=1)
+    cell = max(2.0 * reach, 1e-6)
+    minx, miny = xy.min(axis=0) - cell
+    maxx, maxy = xy.max(axis=0) + cell
+    while ((maxx - minx) / cell + 2) * ((maxy - miny) / cell + 2) > 16_000_000:
+        cell *= 2
+    nx, ny = int((maxx - minx) // cell) + 2, int((maxy - miny) // cell) + 2
+    marks = np.zeros((nx + 1, ny + 1), dtype=np.int32)
+    np.add.at(marks, (((xy[:, 0] - minx) // cell).astype(np.int64) + 1,
+                      ((xy[:, 1] - miny) // cell).astype(np.int64) + 1), 1)
+    table = marks.cumsum(axis=0).cumsum(axis=1)
+    with np.errstate(invalid="ignore"):
+        ix0 = np.clip(np.floor((bounds[:, 0] - reach - minx) / cell), 0, nx - 1)
+        iy0 = np.clip(np.floor((bounds[:, 1] - reach - miny) / cell), 0, ny - 1)
+        ix1 = np.clip(np.floor((bounds[:, 2] + reach - minx) / cell), 0, nx - 1)
+        iy1 = np.clip(np.floor((bounds[:, 3] + reach - miny) / cell), 0, ny - 1)
+    rows = np.flatnonzero(ok)
+    a0, b0 = ix0[rows].astype(np.int64), iy0[rows].astype(np.int64)
+    a1, b1 = ix1[rows].astype(np.int64) + 1, iy1[rows].astype(np.int64) + 1
+    count = table[a1, b1] - table[a0, b1] - table[a1, b0] + table[a0, b0]
+    return rows[count > 0]
 
 
 def worst(statuses: Iterable[str]) -> str:

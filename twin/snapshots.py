@@ -3,11 +3,13 @@
 Servers ask a `CityView` for a layer; it re-reads the catalogue at most every `ttl`
 seconds and a layer's features only when its version changed, so a request costs a
 dictionary look-up and an R-tree query, and an ingest by any process shows up within
-`ttl`.
+`ttl`. A server that hears the store's change notices (twin.notify) calls `expire` on
+each, and trusts its copy for `notified_ttl` while notices flow.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -106,11 +108,17 @@ class StatusSnapshot(LayerSnapshot):
 class CityView:
     """Cached, versioned read access to a city's layers, safe to share between threads."""
 
-    def __init__(self, root: str | Path, ttl: float = 0.5) -> None:
+    def __init__(self, root: str | Path, ttl: float = 0.5, notified_ttl: float = 30.0) -> None:
         self.city = City.open(root)
         self.ttl = ttl
+        self.notified_ttl = notified_ttl
+        # set by a server that hears change notices: True while they flow
+        self.notified: Callable[[], bool] = lambda: False
         self._records: dict[str, LayerRecord] = {}
-        self._read_at = 0.0
+        self._read_at = -float("inf")
+        self._generations = itertools.count(1)
+        self._generation = 0  # grows on every `expire`
+        self._read_generation = -1  # the generation the held catalogue was read in
         self._snapshots: dict[str, LayerSnapshot] = {}
         self._overlays: dict[str, StatusSnapshot] = {}
         self._lock = threading.Lock()
@@ -120,14 +128,26 @@ class CityView:
         self.registry: Callable[[], SensorRegistry] | None = None
 
     def records(self) -> dict[str, LayerRecord]:
-        """The catalogue by layer name, at most `ttl` seconds old."""
-        now = time.monotonic()
-        if now - self._read_at > self.ttl:
+        """The catalogue by layer name: at most `ttl` seconds old, or as of the last change notice."""
+        if self._stale():
             with self._lock:
-                if now - self._read_at > self.ttl:
+                if self._stale():
+                    # an `expire` during the read leaves the generation ahead: read again next time
+                    generation = self._generation
                     self._records = {r.name: r for r in self.city.layers()}
                     self._read_at = time.monotonic()
+                    self._read_generation = generation
         return self._records
+
+    def _stale(self) -> bool:
+        if self._read_generation != self._generation:
+            return True
+        ttl = self.notified_ttl if self.notified() else self.ttl
+        return time.monotonic() - self._read_at > ttl
+
+    def expire(self) -> None:
+        """Re-read the catalogue on the next request (a change notice came): safe from any thread."""
+        self._generation = next(self._generations)
 
     def record(self, name: str) -> LayerRecord:
         """One layer's catalogue record; raises UnknownLayer."""

@@ -77,10 +77,14 @@ class City:
     """A city information model on disk."""
 
     def __init__(self, root: Path, config: CityConfig, store: Store) -> None:
+        from twin.notify import install_notifier
+
         self.root = root
         self.config = config
         self.crs: CRS = city_crs(config.crs)
         self.store = store
+        # every process that writes a shared city tells its servers (a no-op for a GeoPackage)
+        install_notifier(store)
 
     @property
     def name(self) -> str:
@@ -89,7 +93,11 @@ class City:
 
     @classmethod
     def init(cls, root: str | Path, crs: str, name: str | None = None, store: str | None = None) -> "City":
-        """Create a city workspace in folder `root` (created if missing) with its metric CRS."""
+        """Create a city workspace in folder `root` (created if missing) with its metric CRS.
+
+        `store` names where the layers live: ``geopackage:city.gpkg`` (the default) or a
+        ``postgresql://`` URL; city.json records it without the password.
+        """
         root = Path(root)
         if (root / CONFIG_FILE).exists():
             raise CityExists(f"{root} already holds a city ({CONFIG_FILE}); open it, or choose another folder")
@@ -98,6 +106,10 @@ class City:
         config = CityConfig(name=name or root.resolve().name, crs=crs.upper() if crs.lower().startswith("epsg:") else crs,
                             store=store or "geopackage:city.gpkg", created=_now())
         store_obj = open_store(root, config.store)
+        if store_obj.layers() or getattr(store_obj, "fresh", True) is False:
+            raise CityExists(f"{store_obj.url} already holds a city; give this city a store of its own "
+                             f"(for PostGIS: another ?schema=NAME)")
+        config.store = store_obj.url
         (root / CONFIG_FILE).write_text(json.dumps(config.__dict__, indent=2, ensure_ascii=False) + "\n")
         return cls(root, config, store_obj)
 

@@ -46,8 +46,9 @@ def model_data(svc: Services) -> ModelData:
                                                                          crs=city.crs)
         return load
 
+    # the server's sensor registry already links sensors to pipes (rebuilt when their layers change)
     return ModelData(city.crs, {k: loader(v) for k, v in by_kind.items()}, city.store.reporting_sensors,
-                     snap_m=svc.settings.sensor_snap_m)
+                     snap_m=svc.settings.sensor_snap_m, registry=getattr(svc.view, "registry", None))
 
 
 def _options(by: str | None, at: str | None, window: str | None, scales: str | None,

@@ -1,14 +1,14 @@
 """The city store: a catalogue of layers plus their features and rasters, behind one protocol.
 
-`GeoPackageStore` (one `city.gpkg`, rasters as COGs beside it) is the embedded default; a
-PostGIS store implements the same `Store` protocol, so callers never see which one holds
-the city.
+`GeoPackageStore` (one `city.gpkg`, rasters as COGs beside it) is the embedded default;
+`PostgisStore` (one schema of a PostgreSQL database, rasters still files in the city folder)
+implements the same `Store` protocol, so callers never see which one holds the city.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
@@ -126,6 +126,9 @@ class Store(Protocol):
                          progress: Progress | None = None, changed: list[Bounds] | None = None) -> LayerRecord:
         """Write `frame` as the new content of layer `record.name`; the old one stays until it succeeds.
 
+        The new version is one above the layer's last, or `record.version` when that is higher
+        (a layer copied from another store keeps its version).
+
         `changed` lists the boxes (city CRS) where the new version differs from the old
         one, None meaning anywhere; tile caches read it back through `changes`.
         """
@@ -189,12 +192,34 @@ class Store(Protocol):
         """How many observations each ingest outcome has had, over the city's life."""
         ...
 
+    # moving a city between stores (`twin export`) ------------------------------------------
+
+    def live_counts(self) -> dict[str, int]:
+        """Rows in each live table: observations, latest, status, events, counts."""
+        ...
+
+    def read_live(self, name: str, batch: int = 50_000) -> Iterator[list[tuple]]:
+        """All rows of one live table (a key of `live_counts`), in key order, `batch` at a time."""
+        ...
+
+    def write_live(self, name: str, rows: Sequence[tuple]) -> None:
+        """Add rows to one live table as they are (ids, times and counts kept; no status rules run)."""
+        ...
+
 
 def open_store(root: Path, url: str) -> Store:
-    """Open the store a city's config names (``geopackage:city.gpkg`` by default)."""
+    """Open the store a city's config names: ``geopackage:city.gpkg`` (the default) or a
+    ``postgresql://user@host:port/db?schema=NAME`` URL (schema: by default the city folder's name)."""
     scheme, _, rest = url.partition(":")
     if scheme == "geopackage":
         from twin.store.geopackage import GeoPackageStore
 
         return GeoPackageStore(root / (rest or "city.gpkg"))
-    raise ValueError(f"unknown store {url!r}; this version knows geopackage:<file>")
+    if scheme in ("postgresql", "postgres"):
+        from twin.store.postgis import PostgisStore
+
+        return PostgisStore(url, root)
+    from twin.store.postgis import redact_url
+
+    raise ValueError(f"unknown store {redact_url(url)!r}; this version knows geopackage:<file> and "
+                     f"postgresql://user@host:port/database[?schema=NAME]")

@@ -16,7 +16,7 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,6 +65,14 @@ CREATE TABLE IF NOT EXISTS {EVENTS} (id INTEGER PRIMARY KEY AUTOINCREMENT, time 
 CREATE TABLE IF NOT EXISTS {COUNTS} (outcome TEXT PRIMARY KEY, count INTEGER NOT NULL);
 """
 WRITE_BATCH = 131_072
+# The live tables by the names `Store.read_live` knows: (table, columns, key order).
+_LIVE_TABLES = {
+    "observations": (OBSERVATIONS, ("sensor_id", "time", "value", "quality"), "sensor_id, time"),
+    "latest": (LATEST, ("sensor_id", "time", "value", "quality"), "sensor_id"),
+    "status": (STATUS, ("layer", "uid", "status", "since", "sensor", "value"), "layer, uid"),
+    "events": (EVENTS, ("id", "time", "layer", "uid", "status", "previous", "sensor", "value"), "id"),
+    "counts": (COUNTS, ("outcome", "count"), "outcome"),
+}
 
 _CATALOGUE_COLUMNS = {
     "name": "TEXT PRIMARY KEY", "kind": "TEXT NOT NULL", "crs": "TEXT NOT NULL", "source": "TEXT",
@@ -208,7 +216,7 @@ class GeoPackageStore:
                          progress: Progress | None = None, changed: list[Bounds] | None = None) -> LayerRecord:
         """Write `frame` as the new version of the layer, then swap it in with one transaction."""
         version, _ = self._current_version(record.name)
-        record.version = version + 1
+        record.version = max(version + 1, record.version)  # a copied record keeps its version
         record.table = _table_name(record.name, record.version)
         self._drop_tables([record.table])  # a leftover of a crashed ingest
         frame, geometry_type = _uniform_geometries(frame)
@@ -242,7 +250,7 @@ class GeoPackageStore:
     def replace_raster(self, record: LayerRecord, staged: Path) -> LayerRecord:
         """Move a staged COG in as the raster of layer `record.name` and point the catalogue at it."""
         version, _ = self._current_version(record.name)
-        record.version = version + 1
+        record.version = max(version + 1, record.version)  # a copied record keeps its version
         record.table = f"{_table_name(record.name, record.version)}.tif"
         os.replace(staged, self.root / record.table)
         self._swap(record)
@@ -477,6 +485,37 @@ class GeoPackageStore:
     def ingest_counts(self) -> dict[str, int]:
         """How many observations each ingest outcome has had, over the city's life."""
         return dict(self._observations().execute(f"SELECT outcome, count FROM {COUNTS} ORDER BY outcome"))
+
+    # moving a city between stores ---------------------------------------------------------
+
+    def live_counts(self) -> dict[str, int]:
+        """Rows in each live table (observations, latest, status, events, counts)."""
+        conn = self._observations()
+        return {name: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                for name, (table, _, key) in _LIVE_TABLES.items()}
+
+    def read_live(self, name: str, batch: int = 50_000) -> Iterator[list[tuple]]:
+        """All rows of one live table, in key order, `batch` at a time."""
+        table, columns, key = _LIVE_TABLES[name]
+        self._observations()  # the tables exist
+        # its own connection: the caller may write to this store between batches
+        with closing(sqlite3.connect(self.live_path, timeout=60)) as conn:
+            cursor = conn.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {key}")
+            while chunk := cursor.fetchmany(batch):
+                yield chunk
+
+    def write_live(self, name: str, rows: Sequence[tuple]) -> None:
+        """Add rows to one live table as they are (ids, times and counts kept; no status rules run)."""
+        table, columns, _ = _LIVE_TABLES[name]
+        conn = self._observations()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) "
+                             f"VALUES ({', '.join('?' for _ in columns)})", rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
 
 def _event(row: tuple) -> dict:
