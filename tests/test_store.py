@@ -352,3 +352,26 @@ def test_layers_whose_names_differ_only_in_punctuation_keep_their_own_tables_in_
     city.ingest(write_geojson(tmp_path / "a.geojson", pipe_features(4)), "pipe", layer="a-b")
     assert (len(city.features("a-b")), len(city.features("a_b"))) == (4, 3)
     assert len(feature_tables(city)) == 2
+
+
+def test_a_database_that_goes_away_is_a_503_naming_it_and_the_server_keeps_running(tmp_path):
+    import httpx
+
+    from conftest import Server
+    from twin.store.pgcluster import throwaway_cluster
+
+    with throwaway_cluster() as pg:
+        city = City.init(tmp_path / "c", "EPSG:4549", store=f"{pg.url}?schema=gone")
+        city.ingest(write_geojson(tmp_path / "p.geojson", pipe_features(3)), "pipe")
+        server = Server(city.root, env={"TWIN_DISK_CACHE": "false"})
+        assert httpx.get(f"{server.url}/collections/pipe/items", timeout=30).status_code == 200
+    try:  # the cluster is stopped and removed now
+        time.sleep(0.5)  # past the catalogue's TTL
+        started = time.monotonic()
+        response = httpx.get(f"{server.url}/collections", timeout=60)
+        assert response.status_code == 503, response.text
+        assert time.monotonic() - started < 30, "within the pool's wait, not a hang"
+        assert f"127.0.0.1:{pg.port}" in response.json()["description"]
+        assert httpx.get(f"{server.url}/conformance", timeout=30).status_code == 200
+    finally:
+        server.close()

@@ -74,6 +74,7 @@ MIGRATIONS_TABLE = "twin_schema_migrations"
 WRITE_BATCH = 65_536
 READ_CHUNK = 100_000
 POOL_MAX = 8
+POOL_WAIT_S = 10  # a request waits this long for a connection (busy pool, or the server down)
 CONNECT_TIMEOUT_S = 10
 MAX_IDENTIFIER_BYTES = 63
 
@@ -263,9 +264,9 @@ class PostgisStore:
             with _POOLS_LOCK:
                 pool = _POOLS.get(key)
                 if pool is None:
-                    pool = ConnectionPool(self._conninfo, min_size=1, max_size=POOL_MAX, open=True, timeout=60,
-                                          max_idle=300, name=f"twin {self.url}", configure=_configure,
-                                          kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S})
+                    pool = ConnectionPool(self._conninfo, min_size=1, max_size=POOL_MAX, open=True,
+                                          timeout=POOL_WAIT_S, max_idle=300, name=f"twin {self.url}",
+                                          configure=_configure, kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S})
                     _POOLS[key] = pool
         return pool
 
