@@ -63,7 +63,8 @@ def copy_store(source: Store, target: Store, progress: ProgressFactory | None = 
             frame = source.read_features(record.name)
             advance = progress(f"layer {record.name}", len(frame)) if progress else None
             target.replace_features(copy, frame, progress=advance, changed=None)
-        report.layers[record.name] = (_count(source, record.name, record.kind), _count(target, record.name, record.kind))
+        report.layers[record.name] = (_count(source, record.name, record.kind),
+                                      _count(target, record.name, record.kind))
     totals = source.live_counts()
     for name in LIVE_TABLES:
         advance = progress(f"{name}", totals[name]) if progress else None

@@ -266,7 +266,8 @@ class PostgisStore:
                 if pool is None:
                     pool = ConnectionPool(self._conninfo, min_size=1, max_size=POOL_MAX, open=True,
                                           timeout=POOL_WAIT_S, max_idle=300, name=f"twin {self.url}",
-                                          configure=_configure, kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S})
+                                          configure=_configure,
+                                          kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S})
                     _POOLS[key] = pool
         return pool
 
