@@ -183,18 +183,17 @@ def _start_feeds(settings: ApiSettings, monitor: SensorMonitor, view: CityView) 
 
 def _warm(view: CityView, assets: StaticAssets) -> None:
     """Get ready for the first visitor, the web view's first frame first: its scripts compressed,
-    its pages made, the pipes it asks for simplified and the reprojection of their layer to CRS84
-    built (a third of a second the first time); then every vector layer read into memory with its
-    tile geometry."""
+    the reprojection of the pipes it asks for to CRS84 made (most of a second), its pages made,
+    the pipes simplified; then every vector layer read into memory with its tile geometry."""
     try:
         assets.prepare(PAGE_ASSETS)
+        pipes = [view.snapshot(r.name) for r in view.vector_layers() if r.kind == "pipe"]  # asked for first
+        for snapshot in pipes:
+            coordinate_transformer(snapshot.frame.crs, CRS84)
         for preset in PRESETS:
             web.cached_page(view, preset)
-        for record in view.vector_layers():
-            if record.kind == "pipe":  # what the page asks for first
-                snapshot = view.snapshot(record.name)
-                select_simplified(snapshot, PIPE_SIMPLIFY_M)
-                coordinate_transformer(snapshot.frame.crs, CRS84)
+        for snapshot in pipes:
+            select_simplified(snapshot, PIPE_SIMPLIFY_M)
     except Exception:
         log.warning("could not prepare the web view", exc_info=True)
     for record in view.vector_layers():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+import threading
 
 from pyproj import CRS, Transformer
 
@@ -50,7 +50,10 @@ def transformer(source: CRS, target: CRS) -> Transformer:
     return cached_transformer(source, target)
 
 
-@lru_cache(maxsize=64)
+_COORDINATE_TRANSFORMERS: dict[tuple[CRS, CRS], Transformer] = {}
+_COORDINATE_TRANSFORMERS_LOCK = threading.Lock()
+
+
 def coordinate_transformer(source: CRS, target: CRS) -> Transformer:
     """An always-xy Transformer of coordinates that is quick to use in any thread.
 
@@ -59,10 +62,14 @@ def coordinate_transformer(source: CRS, target: CRS) -> Transformer:
     paid by each of the server's worker threads on its first request. When the search finds one
     operation, this transformer is made from that operation's pipeline, which a thread copies in
     microseconds; when the operation depends on the place, it is `transformer`'s. A pipeline knows
-    no CRS, so its `transform_bounds` gives inf: take bounds with `transformer`.
+    no CRS, so its `transform_bounds` gives inf: take bounds with `transformer`. Made once per pair;
+    a thread asking while another makes it waits for that one.
     """
-    made = transformer(source, target)
-    if made.definition.startswith("unavailable"):  # PROJ chooses among several, point by point
-        return made
-    return Transformer.from_pipeline(made.definition)
-
+    with _COORDINATE_TRANSFORMERS_LOCK:
+        made = _COORDINATE_TRANSFORMERS.get((source, target))
+        if made is None:
+            made = transformer(source, target)
+            if not made.definition.startswith("unavailable"):  # else PROJ chooses point by point
+                made = Transformer.from_pipeline(made.definition)
+            _COORDINATE_TRANSFORMERS[(source, target)] = made
+    return made
