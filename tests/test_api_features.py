@@ -11,23 +11,7 @@ import numpy as np
 import pytest
 from pyproj import Transformer
 
-from conftest import BACKENDS, demo_on, server_on
-
-# Every test here runs on both stores: the demo city and its server on each, the same answers.
-@pytest.fixture(scope="module", params=BACKENDS)
-def backend(request) -> str:
-    return request.param
-
-
-@pytest.fixture(scope="module")
-def demo_city(backend, request):
-    return demo_on(backend, request)
-
-
-@pytest.fixture(scope="module")
-def server(backend, request):
-    return server_on(backend, request)
-
+from both_stores import backend, demo_city, server  # noqa: F401  (every test here runs on both stores)
 
 def get(server, path: str, **params) -> httpx.Response:
     return httpx.get(f"{server.url}{path}", params=params, timeout=30)

@@ -12,29 +12,14 @@ import httpx
 import mapbox_vector_tile
 import pytest
 
-from conftest import BACKENDS, Mosquitto, Server, copy_city, demo_on, server_on
+from conftest import Mosquitto, Server, copy_city
+from both_stores import backend, demo_city, server  # noqa: F401  (every test here runs on both stores)
 from layers.mqtt import ObservationPublisher
 from layers.sensors import format_time, now_ms
 from test_api_events import read_events
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-# Every test here runs on both stores: the demo city and its server on each, the same answers.
-@pytest.fixture(scope="module", params=BACKENDS)
-def backend(request) -> str:
-    return request.param
-
-
-@pytest.fixture(scope="module")
-def demo_city(backend, request):
-    return demo_on(backend, request)
-
-
-@pytest.fixture(scope="module")
-def server(backend, request):
-    return server_on(backend, request)
-
 
 @pytest.fixture(scope="module")
 def feed(demo_city, tmp_path_factory):

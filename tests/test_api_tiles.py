@@ -17,8 +17,8 @@ import pytest
 from pyproj import CRS
 from rasterio.io import MemoryFile
 
-from conftest import (BACKENDS, YANTAI_X, YANTAI_Y, Server, demo_on, pipe_features, server_on, store_url_for,
-                      write_geojson)
+from both_stores import backend, demo_city, server  # noqa: F401  (every test here runs on both stores)
+from conftest import YANTAI_X, YANTAI_Y, Server, pipe_features, store_url_for, write_geojson
 from layers.gltf import decode_glb_json
 from layers.raster import GroundModel
 from tiles.terrain import decode_terrarium
@@ -28,22 +28,6 @@ from twin.workspace import City
 REPO = Path(__file__).resolve().parents[1]
 TMS = morecantile.tms.get("WebMercatorQuad")
 MVT = "application/vnd.mapbox-vector-tile"
-
-# Every test here runs on both stores: the demo city and its server on each, the same answers.
-@pytest.fixture(scope="module", params=BACKENDS)
-def backend(request) -> str:
-    return request.param
-
-
-@pytest.fixture(scope="module")
-def demo_city(backend, request):
-    return demo_on(backend, request)
-
-
-@pytest.fixture(scope="module")
-def server(backend, request):
-    return server_on(backend, request)
-
 
 def centre_tile(city: City, z: int, layer: str = "building") -> morecantile.Tile:
     west, south, east, north = city.layer(layer).bounds_wgs84

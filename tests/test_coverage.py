@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import BACKENDS, YANTAI_X, YANTAI_Y, copy_city, demo_on, point, server_on, square, write_geojson
+from conftest import YANTAI_X, YANTAI_Y, copy_city, point, square, write_geojson
+from both_stores import backend, demo_city, server  # noqa: F401  (every test here runs on both stores)
 from layers.sensors import ObservationRow
 from test_cli import twin
 from twin.workspace import City
@@ -20,22 +21,6 @@ from twin.workspace import City
 ALL = {"topo_map_coverage", "pipeline_monitoring", "smart_lighting", "weather_station_spacing", "video_coverage",
        "fiveg_coverage", "smart_community", "smart_campus", "green_coverage", "energy_metering",
        "combined_sewer_share", "bim_coverage"}
-
-
-# Every test here runs on both stores: the demo city and its server on each, the same answers.
-@pytest.fixture(scope="module", params=BACKENDS)
-def backend(request) -> str:
-    return request.param
-
-
-@pytest.fixture(scope="module")
-def demo_city(backend, request):
-    return demo_on(backend, request)
-
-
-@pytest.fixture(scope="module")
-def server(backend, request):
-    return server_on(backend, request)
 
 
 def _picture_has_content(png: bytes) -> None:
