@@ -103,6 +103,21 @@ class AppendResult:
     events: list[dict] = field(default_factory=list)
 
 
+def advance_latest(rows: Sequence[ObservationRow], known: Mapping[str, int],
+                   result: AppendResult) -> dict[str, Reading]:
+    """The readings that become their sensor's latest, given the times `known` as latest before
+    this batch; counts in `result.late` the rows older than that. Shared by the stores, so
+    "latest" and "late" mean the same in each."""
+    newest: dict[str, ObservationRow] = {}
+    for row in rows:
+        seen = known.get(row[0])
+        if seen is not None and row[1] < seen:
+            result.late += 1
+        best = newest.get(row[0])
+        if best is None or row[1] > best[1]:  # the first of equal times is the one stored
+            newest[row[0]] = row
+    return {sid: Reading(*row) for sid, row in newest.items() if known.get(sid) is None or row[1] > known[sid]}
+
 @runtime_checkable
 class Store(Protocol):
     """What the model needs from a store; every write replaces a layer atomically."""

@@ -39,6 +39,7 @@ from twin.store import (
     Progress,
     Reading,
     StatusChange,
+    advance_latest,
 )
 
 __all__ = ["GeoPackageStore"]
@@ -366,16 +367,7 @@ class GeoPackageStore:
                 conn.executemany(f"INSERT OR IGNORE INTO {OBSERVATIONS} VALUES (?, ?, ?, ?)", rows)
                 result.stored = conn.total_changes - before
                 result.duplicates = len(rows) - result.stored
-                newest: dict[str, ObservationRow] = {}
-                for row in rows:
-                    seen = known.get(row[0])
-                    if seen is not None and row[1] < seen:
-                        result.late += 1
-                    best = newest.get(row[0])
-                    if best is None or row[1] > best[1]:  # the first of equal times is the one stored
-                        newest[row[0]] = row
-                moved = {sid: Reading(*row) for sid, row in newest.items()
-                         if known.get(sid) is None or row[1] > known[sid]}
+                moved = advance_latest(rows, known, result)
                 conn.executemany(
                     f"INSERT INTO {LATEST} VALUES (?, ?, ?, ?) ON CONFLICT (sensor_id) DO UPDATE SET "
                     f"time = excluded.time, value = excluded.value, quality = excluded.quality "

@@ -58,6 +58,7 @@ from twin.store import (
     Progress,
     Reading,
     StatusChange,
+    advance_latest,
 )
 from twin.store.geopackage import _CATALOGUE_COLUMNS, _event, _table_name, _uniform_geometries
 
@@ -641,16 +642,7 @@ class PostgisStore:
                      list(columns[3]) if len(columns) > 3 else [None] * len(rows)])
                 result.stored = cur.rowcount
                 result.duplicates = len(rows) - result.stored
-                newest: dict[str, ObservationRow] = {}
-                for row in rows:
-                    seen = known.get(row[0])
-                    if seen is not None and row[1] < seen:
-                        result.late += 1
-                    best = newest.get(row[0])
-                    if best is None or row[1] > best[1]:  # the first of equal times is the one stored
-                        newest[row[0]] = row
-                moved = {sid: Reading(*row) for sid, row in newest.items()
-                         if known.get(sid) is None or row[1] > known[sid]}
+                moved = advance_latest(rows, known, result)
                 if moved:
                     m = list(zip(*moved.values()))
                     conn.execute(self._q(
