@@ -14,11 +14,23 @@ from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import geopandas as gpd
+import numpy as np
+import shapely
 
+from layers.kinds import GEOMETRY_TYPE_NAMES
 from layers.sensors import ObservationRow
 
 __all__ = ["Bounds", "LayerRecord", "Store", "open_store", "ObservationRow", "Reading", "StatusChange",
-           "Assess", "AppendResult", "HistoryBucket"]
+           "Assess", "AppendResult", "HistoryBucket", "CATALOGUE_COLUMNS", "event_from_row", "uniform_geometries"]
+
+
+# The catalogue's columns (a LayerRecord's fields) with their SQLite declarations; the PostGIS
+# migration declares the same columns.
+CATALOGUE_COLUMNS = {
+    "name": "TEXT PRIMARY KEY", "kind": "TEXT NOT NULL", "crs": "TEXT NOT NULL", "source": "TEXT",
+    "source_sha256": "TEXT", "feature_count": "INTEGER NOT NULL", "bounds": "TEXT", "bounds_wgs84": "TEXT",
+    "geometry_type": "TEXT", "updated": "TEXT", "version": "INTEGER NOT NULL", "table": "TEXT", "notes": "TEXT",
+}
 
 
 @dataclass
@@ -117,6 +129,38 @@ def advance_latest(rows: Sequence[ObservationRow], known: Mapping[str, int],
         if best is None or row[1] > best[1]:  # the first of equal times is the one stored
             newest[row[0]] = row
     return {sid: Reading(*row) for sid, row in newest.items() if known.get(sid) is None or row[1] > known[sid]}
+
+
+def event_from_row(row: tuple) -> dict:
+    """The status event (as `twin.events` shapes it) of a stored events row:
+    (id, time, layer, uid, status, previous, sensor, value)."""
+    id_, time, layer, uid, status, previous, sensor, value = row
+    return {"id": id_, "type": "status", "time": time, "layer": layer, "uid": uid, "status": status,
+            "previous": previous, "sensor": sensor, "value": value}
+
+
+_SINGLE_TO_MULTI = {0: (4, shapely.multipoints), 1: (5, shapely.multilinestrings), 3: (6, shapely.multipolygons)}
+
+
+def uniform_geometries(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, str]:
+    """Promote singles to multis where a layer mixes them, and name the layer's geometry type."""
+    geoms = np.asarray(frame.geometry.values, dtype=object)
+    ids = set(np.unique(shapely.get_type_id(geoms)).tolist())
+    for single, (multi, make) in _SINGLE_TO_MULTI.items():
+        if single in ids and multi in ids:
+            sel = shapely.get_type_id(geoms) == single
+            geoms = geoms.copy()
+            geoms[sel] = make(geoms[sel], indices=np.arange(int(sel.sum())))
+            ids.discard(single)
+            frame = frame.set_geometry(gpd.GeoSeries(geoms, index=frame.index, crs=frame.crs))
+    if len(ids) != 1 or next(iter(ids)) not in (0, 1, 3, 4, 5, 6):
+        return frame, "Unknown"
+    has_z = shapely.has_z(geoms)
+    name = GEOMETRY_TYPE_NAMES[next(iter(ids))]
+    if has_z.all():
+        return frame, f"{name} Z"
+    return frame, name if not has_z.any() else "Unknown"
+
 
 @runtime_checkable
 class Store(Protocol):

@@ -22,14 +22,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
 import pyarrow as pa
 import pyogrio
-import shapely
 
-from layers.kinds import GEOMETRY_TYPE_NAMES
 from twin.errors import StoreError, UnknownLayer
 from twin.store import (
+    CATALOGUE_COLUMNS,
     AppendResult,
     Assess,
     Bounds,
@@ -40,6 +38,8 @@ from twin.store import (
     Reading,
     StatusChange,
     advance_latest,
+    event_from_row,
+    uniform_geometries,
 )
 
 __all__ = ["GeoPackageStore"]
@@ -75,12 +75,6 @@ _LIVE_TABLES = {
     "counts": (COUNTS, ("outcome", "count"), "outcome"),
 }
 
-_CATALOGUE_COLUMNS = {
-    "name": "TEXT PRIMARY KEY", "kind": "TEXT NOT NULL", "crs": "TEXT NOT NULL", "source": "TEXT",
-    "source_sha256": "TEXT", "feature_count": "INTEGER NOT NULL", "bounds": "TEXT", "bounds_wgs84": "TEXT",
-    "geometry_type": "TEXT", "updated": "TEXT", "version": "INTEGER NOT NULL", "table": "TEXT", "notes": "TEXT",
-}
-
 # The minimal GeoPackage 1.3 a fresh city starts from (GDAL adds its own tables on first write).
 _GPKG_INIT = """
 PRAGMA application_id = 1196444487;
@@ -106,29 +100,6 @@ CREATE TABLE IF NOT EXISTS gpkg_geometry_columns (
 """
 
 
-_SINGLE_TO_MULTI = {0: (4, shapely.multipoints), 1: (5, shapely.multilinestrings), 3: (6, shapely.multipolygons)}
-
-
-def _uniform_geometries(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, str]:
-    """Promote singles to multis where a layer mixes them, and name the layer's geometry type."""
-    geoms = np.asarray(frame.geometry.values, dtype=object)
-    ids = set(np.unique(shapely.get_type_id(geoms)).tolist())
-    for single, (multi, make) in _SINGLE_TO_MULTI.items():
-        if single in ids and multi in ids:
-            sel = shapely.get_type_id(geoms) == single
-            geoms = geoms.copy()
-            geoms[sel] = make(geoms[sel], indices=np.arange(int(sel.sum())))
-            ids.discard(single)
-            frame = frame.set_geometry(gpd.GeoSeries(geoms, index=frame.index, crs=frame.crs))
-    if len(ids) != 1 or next(iter(ids)) not in (0, 1, 3, 4, 5, 6):
-        return frame, "Unknown"
-    has_z = shapely.has_z(geoms)
-    name = GEOMETRY_TYPE_NAMES[next(iter(ids))]
-    if has_z.all():
-        return frame, f"{name} Z"
-    return frame, name if not has_z.any() else "Unknown"
-
-
 def _table_name(layer: str, version: int) -> str:
     safe = re.sub(r"[^0-9A-Za-z_]", "_", layer)
     return f"{safe}_v{version}"
@@ -152,7 +123,7 @@ class GeoPackageStore:
         return conn
 
     def _create(self) -> None:
-        columns = ", ".join(f'"{name}" {decl}' for name, decl in _CATALOGUE_COLUMNS.items())
+        columns = ", ".join(f'"{name}" {decl}' for name, decl in CATALOGUE_COLUMNS.items())
         with closing(self._connect()) as conn:
             conn.executescript(_GPKG_INIT)
             conn.execute("PRAGMA journal_mode = WAL")
@@ -220,7 +191,7 @@ class GeoPackageStore:
         record.version = max(version + 1, record.version)  # a copied record keeps its version
         record.table = _table_name(record.name, record.version)
         self._drop_tables([record.table])  # a leftover of a crashed ingest
-        frame, geometry_type = _uniform_geometries(frame)
+        frame, geometry_type = uniform_geometries(frame)
         table = pa.table(frame.reset_index(drop=True).to_arrow(geometry_encoding="WKB"))
         # GDAL has no field type for Arrow's null type (a column with no value at all)
         for i, column in enumerate(table.schema):
@@ -262,7 +233,7 @@ class GeoPackageStore:
         values["bounds"] = json.dumps(record.bounds) if record.bounds else None
         values["bounds_wgs84"] = json.dumps(record.bounds_wgs84) if record.bounds_wgs84 else None
         values["notes"] = json.dumps(record.notes, ensure_ascii=False)
-        names = list(_CATALOGUE_COLUMNS)
+        names = list(CATALOGUE_COLUMNS)
         quoted = ", ".join(f'"{n}"' for n in names)
         with closing(self._connect()) as conn:
             conn.execute("BEGIN IMMEDIATE")
@@ -420,8 +391,8 @@ class GeoPackageStore:
             cursor = conn.execute(f"INSERT INTO {EVENTS} (time, layer, uid, status, previous, sensor, value) "
                                   f"VALUES (?, ?, ?, ?, ?, ?, ?)", (time, change.layer, change.uid, change.status,
                                                                     previous, change.sensor, change.value))
-            events.append(_event((cursor.lastrowid, time, change.layer, change.uid, change.status, previous,
-                                  change.sensor, change.value)))
+            events.append(event_from_row((cursor.lastrowid, time, change.layer, change.uid, change.status,
+                                          previous, change.sensor, change.value)))
         return events
 
     def latest(self, sensor_ids: Sequence[str] | None = None) -> list[Reading]:
@@ -468,7 +439,7 @@ class GeoPackageStore:
         """Status events with an id above `after_id`, oldest first."""
         rows = self._observations().execute(f"SELECT * FROM {EVENTS} WHERE id > ? ORDER BY id LIMIT ?",
                                             (after_id, limit)).fetchall()
-        return [_event(r) for r in rows]
+        return [event_from_row(r) for r in rows]
 
     def last_event_id(self) -> int:
         """The id of the newest status event (0 when none)."""
@@ -508,12 +479,6 @@ class GeoPackageStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-
-
-def _event(row: tuple) -> dict:
-    id_, time, layer, uid, status, previous, sensor, value = row
-    return {"id": id_, "type": "status", "time": time, "layer": layer, "uid": uid, "status": status,
-            "previous": previous, "sensor": sensor, "value": value}
 
 
 def _select_in(conn: sqlite3.Connection, query: str, keys: set[str]) -> list[tuple]:

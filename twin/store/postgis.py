@@ -49,6 +49,7 @@ from pyproj import CRS
 
 from twin.errors import StoreError, UnknownLayer
 from twin.store import (
+    CATALOGUE_COLUMNS,
     AppendResult,
     Assess,
     Bounds,
@@ -59,8 +60,10 @@ from twin.store import (
     Reading,
     StatusChange,
     advance_latest,
+    event_from_row,
+    uniform_geometries,
 )
-from twin.store.geopackage import _CATALOGUE_COLUMNS, _event, _table_name, _uniform_geometries
+from twin.store.geopackage import _table_name
 
 __all__ = ["PostgisStore", "parse_store_url", "redact_url", "schema_name_for", "CommitHook"]
 
@@ -104,7 +107,7 @@ CREATE TABLE {s}.twin_ingest_counts (outcome text PRIMARY KEY, count bigint NOT 
 # what being "layer" (payload: layer, version, changed boxes or None) or "status" (payload: events).
 CommitHook = Callable[[object, str, dict], None]
 
-_RECORD_FIELDS = list(_CATALOGUE_COLUMNS)
+_RECORD_FIELDS = list(CATALOGUE_COLUMNS)
 _LIVE_COLUMNS = {
     "observations": (OBSERVATIONS, ("sensor_id", "time", "value", "quality"), ("text", "int8", "float8", "text"),
                      "sensor_id, time"),
@@ -474,7 +477,7 @@ class PostgisStore:
         """Write `frame` as a new versioned table and swap it in, all in one transaction."""
         import psycopg
 
-        frame, geometry_type = _uniform_geometries(frame)
+        frame, geometry_type = uniform_geometries(frame)
         geometry_name = frame.geometry.name
         table = pa.table(frame.reset_index(drop=True).to_arrow(geometry_encoding="WKB"))
         fields = []
@@ -702,7 +705,8 @@ class PostgisStore:
                 ids.append(cur.fetchone()[0])
                 if not cur.nextset():
                     break
-        events = [_event((i, time, c.layer, c.uid, c.status, p, c.sensor, c.value)) for i, (c, p) in zip(ids, kept)]
+        events = [event_from_row((i, time, c.layer, c.uid, c.status, p, c.sensor, c.value))
+                  for i, (c, p) in zip(ids, kept)]
         self._committing(conn, "status", {"events": events})
         return events
 
@@ -755,7 +759,7 @@ class PostgisStore:
         with self._connection() as conn:
             rows = conn.execute(self._q(f"SELECT * FROM {{s}}.{EVENTS} WHERE id > %s ORDER BY id LIMIT %s"),
                                 [after_id, limit]).fetchall()
-        return [_event(r) for r in rows]
+        return [event_from_row(r) for r in rows]
 
     def last_event_id(self) -> int:
         """The id of the newest status event (0 when none)."""
