@@ -1,9 +1,10 @@
 """The embedded store: one GeoPackage with a layer catalogue, rasters as COGs beside it.
 
-Each layer's features live in a table ``<layer>_v<version>``; the catalogue row names the
-current one. A new version is written in full by GDAL (pyogrio) first, then one SQLite
-transaction points the catalogue at it and drops the old table, so readers never see a
-half-written layer and a failed ingest leaves the previous version in place.
+Each layer's features live in a table ``<layer>_v<version>`` (`twin.store.table_name`); the
+catalogue row names the current one. A new version is written in full by GDAL (pyogrio) first,
+then one SQLite transaction points the catalogue at it and drops the old table, so readers never
+see a half-written layer and a failed ingest leaves the previous version in place. A table that a
+catalogue row points at is never dropped.
 
 Sensor observations, the latest reading per sensor, feature statuses and status events
 live in ``city.live.sqlite`` beside the GeoPackage (see `GeoPackageStore._observations`).
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -39,7 +39,10 @@ from twin.store import (
     StatusChange,
     advance_latest,
     event_from_row,
+    free_version,
+    table_name,
     uniform_geometries,
+    version_tables,
 )
 
 __all__ = ["GeoPackageStore"]
@@ -98,11 +101,6 @@ CREATE TABLE IF NOT EXISTS gpkg_geometry_columns (
   CONSTRAINT fk_gc_tn FOREIGN KEY (table_name) REFERENCES gpkg_contents(table_name),
   CONSTRAINT fk_gc_srs FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys (srs_id));
 """
-
-
-def _table_name(layer: str, version: int) -> str:
-    safe = re.sub(r"[^0-9A-Za-z_]", "_", layer)
-    return f"{safe}_v{version}"
 
 
 class GeoPackageStore:
@@ -168,13 +166,15 @@ class GeoPackageStore:
 
     # writes ------------------------------------------------------------------------------
 
-    def _current_version(self, name: str) -> tuple[int, str | None]:
-        """The layer's version and table; a layer deleted and made again keeps counting up."""
+    def _next_version(self, record: LayerRecord, suffix: str = "") -> int:
+        """The version a write of `record` gets: one above the layer's last (a layer deleted and made
+        again keeps counting up) or the record's own (a copied record keeps it), and a name no layer holds."""
         with closing(self._connect()) as conn:
-            row = conn.execute(f'SELECT version, "table" FROM {CATALOGUE} WHERE name = ?', (name,)).fetchone()
-            logged = conn.execute(f"SELECT MAX(version) FROM {CHANGES} WHERE layer = ?", (name,)).fetchone()[0]
-        version = max(row["version"] if row else 0, logged or 0)
-        return version, (row["table"] if row else None)
+            row = conn.execute(f"SELECT version FROM {CATALOGUE} WHERE name = ?", (record.name,)).fetchone()
+            logged = conn.execute(f"SELECT MAX(version) FROM {CHANGES} WHERE layer = ?", (record.name,)).fetchone()[0]
+            held = self._held_tables(conn)
+        version = max(max(row["version"] if row else 0, logged or 0) + 1, record.version)
+        return free_version(record.name, version, held, suffix)
 
     def changes(self, name: str, since_version: int) -> list[tuple[int, list[Bounds] | None]]:
         """What changed in a layer after `since_version`: (version, boxes or None for anywhere)."""
@@ -187,9 +187,8 @@ class GeoPackageStore:
     def replace_features(self, record: LayerRecord, frame: gpd.GeoDataFrame,
                          progress: Progress | None = None, changed: list[Bounds] | None = None) -> LayerRecord:
         """Write `frame` as the new version of the layer, then swap it in with one transaction."""
-        version, _ = self._current_version(record.name)
-        record.version = max(version + 1, record.version)  # a copied record keeps its version
-        record.table = _table_name(record.name, record.version)
+        record.version = self._next_version(record)
+        record.table = table_name(record.name, record.version)
         self._drop_tables([record.table])  # a leftover of a crashed ingest
         frame, geometry_type = uniform_geometries(frame)
         table = pa.table(frame.reset_index(drop=True).to_arrow(geometry_encoding="WKB"))
@@ -221,9 +220,8 @@ class GeoPackageStore:
 
     def replace_raster(self, record: LayerRecord, staged: Path) -> LayerRecord:
         """Move a staged COG in as the raster of layer `record.name` and point the catalogue at it."""
-        version, _ = self._current_version(record.name)
-        record.version = max(version + 1, record.version)  # a copied record keeps its version
-        record.table = f"{_table_name(record.name, record.version)}.tif"
+        record.version = self._next_version(record, suffix=".tif")
+        record.table = f"{table_name(record.name, record.version)}.tif"
         os.replace(staged, self.root / record.table)
         self._swap(record)
         return record
@@ -244,15 +242,19 @@ class GeoPackageStore:
                 old = row["table"] if row else None
                 conn.execute(f"INSERT OR REPLACE INTO {CHANGES} VALUES (?, ?, ?)",
                              (record.name, record.version, json.dumps(changed) if changed is not None else None))
-                if old and old != record.table and record.kind != "dem":
-                    self._drop_table_in(conn, old)
+                # leftovers of crashed ingests of this layer (also in older twins' naming) go with the old version
+                tables = [r[0] for r in conn.execute("SELECT table_name FROM gpkg_contents")]
+                doomed = version_tables(record.name, tables)
+                if old and record.kind != "dem":
+                    doomed.append(old)
+                self._drop_unheld_in(conn, doomed)
+                old_file = old if old and record.kind == "dem" and old not in self._held_tables(conn) else None
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        if old and old != record.table and record.kind == "dem":
-            (self.root / old).unlink(missing_ok=True)
-        self._drop_stale(record.name, keep=record.table)
+        if old_file:
+            (self.root / old_file).unlink(missing_ok=True)
 
     def delete_layer(self, name: str) -> None:
         """Remove a layer from the catalogue and drop its table or raster file."""
@@ -262,25 +264,30 @@ class GeoPackageStore:
             conn.execute(f"DELETE FROM {CATALOGUE} WHERE name = ?", (name,))
             conn.execute(f"INSERT OR REPLACE INTO {CHANGES} VALUES (?, ?, NULL)", (name, record.version + 1))
             if record.kind != "dem" and record.table:
-                self._drop_table_in(conn, record.table)
+                self._drop_unheld_in(conn, [record.table])
+            old_file = record.table if record.kind == "dem" and record.table not in self._held_tables(conn) else None
             conn.execute("COMMIT")
-        if record.kind == "dem" and record.table:
-            (self.root / record.table).unlink(missing_ok=True)
+        if old_file:
+            (self.root / old_file).unlink(missing_ok=True)
 
-    def _drop_stale(self, name: str, keep: str | None) -> None:
-        pattern = re.compile(rf"^{re.escape(re.sub(r'[^0-9A-Za-z_]', '_', name))}_v\d+$")
-        with closing(self._connect()) as conn:
-            tables = [r[0] for r in conn.execute("SELECT table_name FROM gpkg_contents")]
-        self._drop_tables([t for t in tables if pattern.match(t) and t != keep])
+    @staticmethod
+    def _held_tables(conn: sqlite3.Connection) -> set[str]:
+        """The tables and raster files that catalogue rows point at."""
+        return {r[0] for r in conn.execute(f'SELECT "table" FROM {CATALOGUE} WHERE "table" IS NOT NULL')}
 
     def _drop_tables(self, tables: list[str]) -> None:
-        if not tables:
-            return
         with closing(self._connect()) as conn:
             conn.execute("BEGIN IMMEDIATE")
-            for table in tables:
-                self._drop_table_in(conn, table)
+            self._drop_unheld_in(conn, tables)
             conn.execute("COMMIT")
+
+    def _drop_unheld_in(self, conn: sqlite3.Connection, tables: list[str]) -> None:
+        """Drop those of `tables` that no catalogue row points at (a city made by an older twin may have
+        two layers pointing at one table)."""
+        held = self._held_tables(conn)
+        for table in dict.fromkeys(tables):
+            if table not in held:
+                self._drop_table_in(conn, table)
 
     @staticmethod
     def _drop_table_in(conn: sqlite3.Connection, table: str) -> None:
