@@ -12,12 +12,13 @@ live in ``city.live.sqlite`` beside the GeoPackage (see `GeoPackageStore._observ
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -44,6 +45,7 @@ from twin.store import (
     uniform_geometries,
     version_tables,
 )
+from twin.store.measures import LINE_LENGTHS, line_lengths
 
 __all__ = ["GeoPackageStore"]
 
@@ -101,6 +103,89 @@ CREATE TABLE IF NOT EXISTS gpkg_geometry_columns (
   CONSTRAINT fk_gc_tn FOREIGN KEY (table_name) REFERENCES gpkg_contents(table_name),
   CONSTRAINT fk_gc_srs FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys (srs_id));
 """
+
+
+class _Readers:
+    """The pooled read-only connections to one GeoPackage (one per thread), and the guard that
+    closes them all while GDAL writes to it (see `gdal_writing`)."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.in_use = 0
+        self.writing = 0
+        self.connections: dict[int, sqlite3.Connection] = {}
+
+
+class ReaderConnection(sqlite3.Connection):
+    """A pooled reader; `serial` tells it from a later one that may reuse its memory (and its id())."""
+
+    serial: int = 0
+
+
+_READERS: dict[str, _Readers] = {}
+_SERIALS = itertools.count(1)
+_READERS_LOCK = threading.Lock()
+
+
+def _readers(path: Path | str) -> tuple[str, _Readers]:
+    key = os.path.abspath(path)
+    with _READERS_LOCK:
+        return key, _READERS.setdefault(key, _Readers())
+
+
+@contextmanager
+def pooled_reader(path: Path | str) -> Iterator[ReaderConnection]:
+    """A read-only connection to a GeoPackage, this thread's, kept open between uses.
+
+    Opening one costs more than counting a few thousand rows (SQLite parses the schema of
+    every layer table, R-tree and trigger first), so it is pooled like a database
+    connection; SQLite sees other processes' commits and schema changes on the next query.
+    """
+    key, readers = _readers(path)
+    with readers.changed:
+        readers.changed.wait_for(lambda: not readers.writing)
+        readers.in_use += 1
+        conn = readers.connections.get(threading.get_ident())
+    try:
+        if conn is None:
+            conn = sqlite3.connect(f"file:{key}?mode=ro", uri=True, timeout=60, check_same_thread=False,
+                                   factory=ReaderConnection)
+            conn.serial = next(_SERIALS)
+            # read the file through the page cache's map rather than copying pages, and keep a database
+            # server's worth of them (256 MB, PostgreSQL's shared_buffers in bench/postgis_cluster.py)
+            conn.execute("PRAGMA mmap_size = 1073741824")
+            conn.execute("PRAGMA cache_size = -262144")
+            with readers.changed:
+                readers.connections[threading.get_ident()] = conn
+        yield conn
+    finally:
+        with readers.changed:
+            readers.in_use -= 1
+            readers.changed.notify_all()
+
+
+@contextmanager
+def gdal_writing(path: Path | str) -> Iterator[None]:
+    """Around every GDAL (pyogrio) write to a city's GeoPackage from this process.
+
+    GDAL carries its own SQLite, and POSIX locks of one process never conflict, so when
+    GDAL closes the file after writing, its SQLite believes it was the only connection and
+    removes the -wal and -shm files from under the connections Python's SQLite keeps open;
+    their next query fails with "disk I/O error". So the pooled readers wait, and are closed.
+    """
+    _, readers = _readers(path)
+    with readers.changed:
+        readers.writing += 1
+        readers.changed.wait_for(lambda: readers.in_use == 0)
+        for conn in readers.connections.values():
+            conn.close()
+        readers.connections.clear()
+    try:
+        yield
+    finally:
+        with readers.changed:
+            readers.writing -= 1
+            readers.changed.notify_all()
 
 
 class GeoPackageStore:
@@ -206,10 +291,12 @@ class GeoPackageStore:
                     progress(batch.num_rows)
 
         try:
-            pyogrio.write_arrow(pa.RecordBatchReader.from_batches(table.schema, batches()), self.path,
-                                layer=record.table, driver="GPKG", geometry_name=geometry_name,
-                                geometry_type=geometry_type, crs=frame.crs.to_wkt() if frame.crs else None,
-                                layer_options={"SPATIAL_INDEX": "YES", "FID": "fid"})
+            with gdal_writing(self.path):
+                pyogrio.write_arrow(pa.RecordBatchReader.from_batches(table.schema, batches()), self.path,
+                                    layer=record.table, driver="GPKG", geometry_name=geometry_name,
+                                    geometry_type=geometry_type, crs=frame.crs.to_wkt() if frame.crs else None,
+                                    layer_options={"SPATIAL_INDEX": "YES", "FID": "fid"})
+            self._index_version(record.table, frame)
         except BaseException as exc:
             self._drop_tables([record.table])
             if isinstance(exc, Exception):
@@ -217,6 +304,26 @@ class GeoPackageStore:
             raise
         self._swap(record, changed)
         return record
+
+    def _index_version(self, table: str, frame: gpd.GeoDataFrame) -> None:
+        """What readers look up in a new layer version besides its R-tree: features by `uid` (a sensor's
+        `pipe_id`, a feature's page) and, for lines, the length sums (twin.store.measures)."""
+        sums = line_lengths(frame)
+        with closing(self._connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if "uid" in frame.columns:
+                    conn.execute(f'CREATE INDEX "{table}_uid" ON "{table}" (uid)')
+                if sums is not None:
+                    conn.execute(f"CREATE TABLE IF NOT EXISTS {LINE_LENGTHS} (table_name TEXT NOT NULL, "
+                                 f"by_column TEXT, value TEXT, segments INTEGER NOT NULL, length_m REAL NOT NULL)")
+                    conn.execute(f"DELETE FROM {LINE_LENGTHS} WHERE table_name = ?", (table,))
+                    conn.executemany(f"INSERT INTO {LINE_LENGTHS} VALUES (?, ?, ?, ?, ?)",
+                                     [(table, *row) for row in sums])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     def replace_raster(self, record: LayerRecord, staged: Path) -> LayerRecord:
         """Move a staged COG in as the raster of layer `record.name` and point the catalogue at it."""
@@ -297,6 +404,8 @@ class GeoPackageStore:
         for col in geom_cols:
             conn.execute(f'DROP TABLE IF EXISTS "rtree_{table}_{col}"')
         conn.execute(f'DROP TABLE IF EXISTS "{table}"')
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (LINE_LENGTHS,)).fetchone():
+            conn.execute(f"DELETE FROM {LINE_LENGTHS} WHERE table_name = ?", (table,))
         for meta in ("gpkg_geometry_columns", "gpkg_extensions", "gpkg_ogr_contents", "gpkg_contents"):
             exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (meta,)).fetchone()
             if exists:
