@@ -44,12 +44,14 @@ def line_lengths(frame: gpd.GeoDataFrame) -> list[LineLength] | None:
     ...     shapely.LineString([(0, 0), (1, 0)]), shapely.LineString([(0, 0), (0, 0)])])
     >>> [tuple(row) for row in line_lengths(frame)]
     [('utility', 'gas', 1, 2.0), ('utility', 'water', 2, 6.0), ('utility', None, 0, 0.0)]
+    >>> line_lengths(frame.set_geometry(shapely.force_3d(frame.geometry.values, 100.0)))[1].length_m  # horizontal
+    6.0
     """
     geoms = np.asarray(frame.geometry.values, dtype=object)
     kinds = set(shapely.get_type_id(geoms[~shapely.is_missing(geoms)]).tolist())
     if not kinds or not kinds <= {1, 5}:  # line strings and multi line strings
         return None
-    lengths = np.nan_to_num(shapely.length(shapely.force_2d(geoms)), nan=0.0)
+    lengths = np.nan_to_num(shapely.length(geoms), nan=0.0)  # GEOS measures in x and y only
     if LINE_LENGTHS_BY not in frame.columns:
         return [LineLength(None, None, int((lengths > 0).sum()), float(lengths.sum()))]
     codes, values = pd.factorize(frame[LINE_LENGTHS_BY].astype("string"), use_na_sentinel=True)
