@@ -193,6 +193,53 @@ def test_the_utility_preset_changes_what_is_drawn(browser, live_server):
         page.close()
 
 
+def buildings_drawn(page: CityPage, name: str) -> tuple[np.ndarray, int]:
+    """The page's pixels, and how many of the map's the GIS buildings make: the page as it is,
+    against the page with the Buildings box unticked (then ticked again)."""
+    box = "#toggles input[data-layer=buildings]"
+    shown = page.pixels(name)
+    page.page.uncheck(box)
+    page.settle()
+    hidden = page.pixels(f"{name}-no-buildings")
+    page.page.check(box)
+    page.settle()
+    return shown, int((np.abs(shown - hidden).max(axis=-1) > 12)[:, MAP_LEFT:].sum())
+
+
+@pytest.mark.parametrize("presets", [["planning", "utility", "planning"], ["utility", "planning", "utility"]])
+def test_switching_presets_keeps_the_gis_buildings_drawn(browser, live_server, presets):
+    page = CityPage(browser, f"{live_server.url}/?preset={presets[0]}")
+    try:
+        page.settle()
+        counts = []
+        for step, name in enumerate(presets):
+            if step:
+                page.page.click(f"#presets button[data-preset={name}]")
+                page.page.wait_for_function(f"document.body.dataset.preset === '{name}'")
+                page.settle()
+            _, count = buildings_drawn(page, f"buildings-{'-'.join(presets[:step + 1])}")
+            counts.append(count)
+        print(f"\npixels of GIS buildings, {' -> '.join(presets)}: {counts}")
+        assert page.errors == []
+        # muted in the utility preset, they still cover a good part of the district
+        assert all(count > 20_000 for count in counts), counts
+    finally:
+        page.close()
+
+
+def test_see_through_ground_keeps_the_planning_buildings_drawn(browser, live_server):
+    page = CityPage(browser, f"{live_server.url}/")
+    try:
+        page.settle()
+        page.page.fill("#ground-opacity", "50")
+        page.settle()
+        _, count = buildings_drawn(page, "buildings-planning-see-through-ground")
+        assert page.errors == []
+        assert count > 20_000
+    finally:
+        page.close()
+
+
 def _tallest_gis_building(url: str) -> dict:
     buildings = httpx.get(f"{url}/collections/building/items", params={"limit": 10_000}).json()["features"]
     candidates = [f for f in buildings if not f["properties"]["represented_by_bim"]]

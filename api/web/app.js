@@ -186,8 +186,24 @@
     });
   }
 
+  // deck.gl adds its terrain effect, which lifts what has the TerrainExtension onto the drawn
+  // terrain, when a layer is created with the extension, not when a layer already drawn gains it.
+  // The buildings gain it on a switch from planning to utility and when the ground turns
+  // see-through; with no effect they are drawn nowhere. The page then adds the effect as the
+  // extension would have: once (its shader module goes into every layer), and only then, so a
+  // first frame without the extension does not pay for it.
+  let terrainEffect = false;
+  function addTerrainEffect(next) {
+    if (terrainEffect || !deckgl.effectManager) return;  // before the deck has its device, every layer is new
+    const extension = next.flatMap(layer => layer.props.extensions).find(e => e instanceof core._TerrainExtension);
+    if (!extension) return;
+    extension.initializeState.call({context: {deck: deckgl}}, deckgl.layerManager.context, extension);
+    terrainEffect = true;
+  }
+
   function render() {
     layers = buildLayers();
+    addTerrainEffect(layers);
     deckgl.setProps({layers});
   }
 
