@@ -134,6 +134,11 @@ def drawn(pixels: np.ndarray) -> float:
     return float((np.abs(region - BACKGROUND).max(axis=-1) > 12).mean())
 
 
+def differs(before: np.ndarray, after: np.ndarray) -> float:
+    """The share of the map's pixels that differ between two frames."""
+    return float((np.abs(before - after).max(axis=-1) > 12)[:, MAP_LEFT:].mean())
+
+
 def beige(pixels: np.ndarray) -> int:
     """Pixels the colour of the lit or shaded walls and roofs of GIS buildings."""
     r, g, b = (pixels[:, MAP_LEFT:, k] for k in range(3))
@@ -211,18 +216,22 @@ def test_switching_presets_keeps_the_gis_buildings_drawn(browser, live_server, p
     page = CityPage(browser, f"{live_server.url}/?preset={presets[0]}")
     try:
         page.settle()
-        counts = []
+        frames, counts = [], []
         for step, name in enumerate(presets):
             if step:
                 page.page.click(f"#presets button[data-preset={name}]")
                 page.page.wait_for_function(f"document.body.dataset.preset === '{name}'")
                 page.settle()
-            _, count = buildings_drawn(page, f"buildings-{'-'.join(presets[:step + 1])}")
+            frame, count = buildings_drawn(page, f"buildings-{'-'.join(presets[:step + 1])}")
+            frames.append(frame)
             counts.append(count)
-        print(f"\npixels of GIS buildings, {' -> '.join(presets)}: {counts}")
+        # back where it started, the page draws what it drew on loading that preset
+        changed = differs(frames[0], frames[-1])
+        print(f"\npixels of GIS buildings, {' -> '.join(presets)}: {counts}; {changed:.2%} changed on the way back")
         assert page.errors == []
         # muted in the utility preset, they still cover a good part of the district
         assert all(count > 20_000 for count in counts), counts
+        assert changed < 0.002
     finally:
         page.close()
 
@@ -231,11 +240,17 @@ def test_see_through_ground_keeps_the_planning_buildings_drawn(browser, live_ser
     page = CityPage(browser, f"{live_server.url}/")
     try:
         page.settle()
+        opaque = page.pixels("planning-opaque-ground")
         page.page.fill("#ground-opacity", "50")
         page.settle()
         _, count = buildings_drawn(page, "buildings-planning-see-through-ground")
+        page.page.fill("#ground-opacity", "100")
+        page.settle()
+        # opaque again, the buildings are prisms from sea level again, not lifted by the ground's height
+        changed = differs(opaque, page.pixels("planning-opaque-ground-again"))
         assert page.errors == []
         assert count > 20_000
+        assert changed < 0.002
     finally:
         page.close()
 

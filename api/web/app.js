@@ -83,6 +83,17 @@
   }
   PipeLayer.layerName = 'PipeLayer';
 
+  // A layer that loses the TerrainExtension keeps the terrain mode it had (state.terrainDrawMode),
+  // and deck.gl's terrain effect lifts every layer with a mode by the ground's height: the
+  // buildings, prisms from sea level again back from the utility preset or see-through ground,
+  // would float a ground's height above it. Off the terrain, they forget the mode.
+  class OffTerrain extends core.LayerExtension {
+    updateState() {
+      if (this.state.terrainDrawMode) this.state.terrainDrawMode = null;
+    }
+  }
+  OffTerrain.extensionName = 'OffTerrain';
+
   const classes = Object.assign({}, core, {TerrainExtension: core._TerrainExtension, PipeLayer});
   const converter = new JSONConverter({configuration: {classes, functions,
     enumerations: {COORDINATE_SYSTEM: core.COORDINATE_SYSTEM}}});
@@ -174,12 +185,14 @@
       if (id === 'sensors') triggers.getFillColor = [preset, live.version];
       extra.updateTriggers = triggers;
       if (id === 'bim' && softwareGL) extra._subLayerProps = {scenegraph: {_lighting: 'flat'}};
-      if (id === 'buildings') {
-        if (!groundIsOpaque() && !layer.props.extensions.some(e => e instanceof core._TerrainExtension)) {
+      if (id === 'buildings' && !layer.props.extensions.some(e => e instanceof core._TerrainExtension)) {
+        if (!groundIsOpaque()) {
           // seen through the ground, a prism from sea level would show: stand on the terrain
           extra.extensions = [...layer.props.extensions, new core._TerrainExtension()];
           extra.getElevation = f => f.properties.height_m || (f.properties.floors || 1) * 3;
           extra.updateTriggers = {...triggers, getElevation: [preset, 'on-terrain']};
+        } else {
+          extra.extensions = [...layer.props.extensions, new OffTerrain()];
         }
       }
       return layer.clone(extra);
