@@ -7,12 +7,15 @@ import io
 import json
 import time
 
+import geopandas as gpd
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
+import shapely
 from PIL import Image
 
-from conftest import YANTAI_X, YANTAI_Y, copy_city, point, square, write_geojson
+from conftest import YANTAI_X, YANTAI_Y, copy_city, line, point, square, write_geojson
 from both_stores import backend, demo_city, server  # noqa: F401  (every test here runs on both stores)
 from layers.sensors import ObservationRow
 from test_cli import twin
@@ -151,3 +154,104 @@ def test_both_stores_give_the_same_indicators(demo_city_gpkg, demo_city_postgis)
     assert [r["indicator"] for r in gpkg] == [r["indicator"] for r in postgis]
     assert [d for d in differences(gpkg, postgis) if not d.split(":")[0].endswith(".at")] == [], \
         "the same numbers, only the time of computing differs"
+
+
+def _monitoring_city(city: City, tmp_path, rng: np.random.Generator) -> int:
+    """Two pipe layers (one with a utility per segment, one older without) and sensors linked every way
+    SensorRegistry links them; some readings in the last day, some older. Returns the time to measure at."""
+    x, y = YANTAI_X, YANTAI_Y
+    utilities = ["water", "gas", "storm", "sewage", "combined", None]
+    mains = []
+    for k in range(300):
+        x0, y0 = x + rng.uniform(0, 2000), y + rng.uniform(0, 2000)
+        geometry = line(x0, y0, x0 + rng.uniform(-80, 80), y0 + rng.uniform(-80, 80))
+        if k == 8:
+            geometry = {"type": "MultiLineString", "coordinates": [[[x0, y0], [x0 + 30, y0]],
+                                                                    [[x0, y0 + 5], [x0, y0 + 45]]]}
+        mains.append({"geometry": geometry, "properties": {"code": f"M{k}", "utility": utilities[k % 6]}})
+    city.ingest(write_geojson(tmp_path / "mains.geojson", mains), "pipe", layer="pipe")
+    old = [{"geometry": line(x + 10 * k, y - 50, x + 10 * k + 9, y - 50)} for k in range(40)]
+    city.ingest(write_geojson(tmp_path / "old.geojson", old), "pipe", layer="old_pipe")
+    pipes = {name: city.features(name) for name in ("pipe", "old_pipe")}
+    sensors = []
+    for k in range(120):
+        layer = "pipe" if k % 4 else "old_pipe"
+        target = pipes[layer].iloc[int(rng.integers(len(pipes[layer])))]
+        px, py = shapely.line_interpolate_point(target.geometry, 0.3, normalized=True).coords[0]
+        how = k % 6
+        pipe_id = {0: target["uid"], 1: target["uid"].split(".", 1)[1] if layer == "pipe" else target["uid"],
+                   2: "no-such-pipe", 3: None, 4: None, 5: target["uid"]}[how]
+        if how == 4:  # nowhere near a pipe
+            px, py = x - 5000 - k, y - 5000
+        elif how in (2, 3):  # a few metres off the pipe: snapped within 10 m
+            px, py = px + rng.uniform(-6, 6), py + rng.uniform(-6, 6)
+        sensor_id = f"S{k}" if k % 17 else f"S{k - 1}"  # every 17th repeats its neighbour's id
+        sensors.append({"geometry": point(px, py), "properties": {"sensor_id": sensor_id, "pipe_id": pipe_id,
+                                                                  "property": "pressure", "unit": "MPa"}})
+    city.ingest(write_geojson(tmp_path / "sensors.geojson", sensors), "sensor")
+    at = 1_800_000_000_000
+    hour = 3_600_000
+    city.store.append_observations([ObservationRow(f"S{k}", at - (1 if k % 3 else 40) * hour, 0.3, None)
+                                    for k in range(0, 120, 2)])
+    return at
+
+
+def test_monitoring_from_the_stores_sums_and_indexes_agrees_with_reading_every_pipe(city, tmp_path):
+    """On a GeoPackage city, pipeline_monitoring and combined_sewer_share over the whole city use the lengths
+    summed at ingest and the pipes looked up by uid and R-tree; reading every pipe must give the same."""
+    from twin.indicators import ModelData, Options, compute
+
+    at = _monitoring_city(city, tmp_path, np.random.default_rng(5))
+    stored = ModelData.from_city(city)
+    frames = {"pipe": pd.concat([city.features("old_pipe"), city.features("pipe")], ignore_index=True),
+              "sensor": city.features("sensor")}
+    read = ModelData(city.crs, {k: gpd.GeoDataFrame(v, crs=city.crs) for k, v in frames.items()},
+                     city.store.reporting_sensors)
+    if city.store.url.startswith("geopackage:"):
+        assert stored.line_lengths("pipe", "test") is not None, "the GeoPackage keeps the sums"
+    for window_h in (None, 24, 48, 0.5):
+        options = Options(at_ms=at, window_ms=None if window_h is None else int(window_h * 3_600_000), explain=False)
+        for name in ("pipeline_monitoring", "combined_sewer_share"):
+            ours, reference = compute(name, stored, options=options), compute(name, read, options=options)
+            assert ours.numerator == pytest.approx(reference.numerator, rel=1e-12, abs=1e-9), (name, window_h)
+            assert ours.denominator == pytest.approx(reference.denominator, rel=1e-12), (name, window_h)
+            assert _close(ours.details, reference.details), (name, window_h, ours.details, reference.details)
+    installed = compute("pipeline_monitoring", stored, options=Options(at_ms=at, window_ms=None, explain=False))
+    assert 0 < installed.value < 1 and installed.details["monitored_segments"] >= 40
+
+
+def _close(a, b) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return set(a) == set(b) and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, float) and isinstance(b, float):
+        return a == pytest.approx(b, rel=1e-12, abs=1e-9)
+    return a == b
+
+
+def test_the_sums_go_with_their_layer_version(tmp_path):
+    """Replacing or deleting a layer drops its sums; a city whose sums are gone (made before they were kept)
+    reads the pipes instead, with the same answer."""
+    import sqlite3
+
+    from twin.indicators import ModelData, Options, compute
+    from twin.store.measures import LINE_LENGTHS
+
+    city = City.init(tmp_path / "city", "EPSG:4549")
+    at = _monitoring_city(city, tmp_path, np.random.default_rng(9))
+    options = Options(at_ms=at, window_ms=24 * 3_600_000, explain=False)
+    before = compute("pipeline_monitoring", ModelData.from_city(city), options=options)
+    tables = {r.name: r.table for r in city.store.layers()}
+    city.ingest(write_geojson(tmp_path / "old2.geojson", [{"geometry": line(YANTAI_X, YANTAI_Y, YANTAI_X + 3,
+                                                                            YANTAI_Y + 4)}]), "pipe", layer="old_pipe")
+    with sqlite3.connect(city.store.path) as conn:
+        kept = {row[0]: row[1] for row in conn.execute(f"SELECT table_name, sum(length_m) FROM {LINE_LENGTHS} "
+                                                       f"GROUP BY table_name")}
+    assert tables["old_pipe"] not in kept and kept[city.store.layer("old_pipe").table] == pytest.approx(5.0)
+    city.store.delete_layer("old_pipe")
+    with sqlite3.connect(city.store.path) as conn:
+        assert [r[0] for r in conn.execute(f"SELECT DISTINCT table_name FROM {LINE_LENGTHS}")] == [tables["pipe"]]
+        conn.execute(f"DELETE FROM {LINE_LENGTHS}")
+    fallback = ModelData.from_city(city)
+    assert fallback.line_lengths("pipe", "test") is None
+    after = compute("pipeline_monitoring", fallback, options=options)
+    assert after.denominator < before.denominator and after.value > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -155,6 +156,55 @@ def test_a_deleted_and_recreated_layer_keeps_counting_versions(city, tmp_path):
     city.delete("pipe")
     record = city.ingest(write_geojson(tmp_path / "a.geojson", pipe_features(2)), "pipe")
     assert record.version == 3
+
+
+@both_backends
+def test_layers_whose_names_differ_only_in_punctuation_keep_their_own_tables(city, tmp_path):
+    sizes = {"a-b": 2, "a_b": 3, "a b": 4}
+    for extra in (0, 3):  # each layer ingested, then replaced
+        for layer, n in sizes.items():
+            city.ingest(write_geojson(tmp_path / f"{n + extra}.geojson", pipe_features(n + extra)), "pipe", layer=layer)
+    assert {layer: len(city.features(layer)) for layer in sizes} == {"a-b": 5, "a_b": 6, "a b": 7}
+    assert feature_tables(city) == {city.layer(layer).table for layer in sizes}
+    city.delete("a-b")
+    assert {layer: len(city.features(layer)) for layer in ("a_b", "a b")} == {"a_b": 6, "a b": 7}
+    assert feature_tables(city) == {city.layer("a_b").table, city.layer("a b").table}
+
+
+def _old_table_name(layer: str, version: int) -> str:
+    """How twins before `twin.store.table_name` named a version's table (`a-b` and `a_b` alike)."""
+    return f"{re.sub(r'[^0-9A-Za-z_]', '_', layer)}_v{version}"
+
+
+def _leave_table(city: City, table: str) -> None:
+    """A feature table no catalogue row points at, as a crashed ingest (or an older twin) leaves it."""
+    if city.config.store.startswith("geopackage:"):
+        frame = gpd.GeoDataFrame(geometry=[shapely.Point(YANTAI_X, YANTAI_Y)], crs="EPSG:4549")
+        pyogrio.write_dataframe(frame, city.root / "city.gpkg", layer=table)
+        return
+    with city.store._connection() as conn:
+        conn.execute(f'CREATE TABLE "{city.store.schema}"."{table}" (fid bigint)')
+
+
+@both_backends
+def test_a_city_from_an_older_twin_keeps_its_tables_until_their_own_layer_moves_on(city, tmp_path, backend,
+                                                                                    monkeypatch):
+    store_module = "twin.store.geopackage" if backend == "gpkg" else "twin.store.postgis"
+    with monkeypatch.context() as patched:
+        patched.setattr(f"{store_module}.table_name", _old_table_name)
+        city.ingest(write_geojson(tmp_path / "a.geojson", pipe_features(2)), "pipe", layer="a-b")
+    assert city.layer("a-b").table == "a_b_v1"
+    # version 1 of a_b would be named a_b_v1 too: it skips to a name no layer holds
+    city.ingest(write_geojson(tmp_path / "b.geojson", pipe_features(3)), "pipe", layer="a_b")
+    assert city.layer("a_b").table == "a_b_v2"
+    assert (len(city.features("a-b")), len(city.features("a_b"))) == (2, 3)
+    _leave_table(city, "a_b_v7")
+    # a-b moves to its own name; its old table and the leftover go, a_b's table stays
+    city.ingest(write_geojson(tmp_path / "c.geojson", pipe_features(4)), "pipe", layer="a-b")
+    assert (len(city.features("a-b")), len(city.features("a_b"))) == (4, 3)
+    assert feature_tables(city) == {city.layer("a-b").table, "a_b_v2"}
+    city.delete("a_b")
+    assert len(city.features("a-b")) == 4
 
 
 # -- PostGIS beside GeoPackage -------------------------------------------------------------------
@@ -341,17 +391,6 @@ def test_a_user_who_may_only_read_opens_the_city_and_reads_it(tmp_path, postgis_
     with pytest.raises(StoreError, match="permission denied"):
         reader.ingest(write_geojson(tmp_path / "q.geojson", pipe_features(4)), "pipe", spec=pipe_spec)
     assert len(reader.features("pipe")) == 3
-
-
-def test_layers_whose_names_differ_only_in_punctuation_keep_their_own_tables_in_postgis(tmp_path, postgis_url):
-    from conftest import fresh_schema_url
-
-    city = City.init(tmp_path / "c", "EPSG:4549", store=fresh_schema_url(postgis_url))
-    city.ingest(write_geojson(tmp_path / "a.geojson", pipe_features(2)), "pipe", layer="a-b")
-    city.ingest(write_geojson(tmp_path / "b.geojson", pipe_features(3)), "pipe", layer="a_b")
-    city.ingest(write_geojson(tmp_path / "a.geojson", pipe_features(4)), "pipe", layer="a-b")
-    assert (len(city.features("a-b")), len(city.features("a_b"))) == (4, 3)
-    assert len(feature_tables(city)) == 2
 
 
 def test_a_database_that_goes_away_is_a_503_naming_it_and_the_server_keeps_running(tmp_path):

@@ -12,10 +12,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 import contextlib
+import copy
+import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import geopandas as gpd
 import numpy as np
@@ -24,37 +27,15 @@ import pyarrow as pa
 import shapely
 
 from twin.store import LayerRecord, Store
+from twin.store.geopackage import pooled_reader
+from twin.store.measures import LINE_LENGTHS, LineLength
 
-__all__ = ["GeometryColumn", "LayerColumns", "TRUE_WORDS", "gpkg_geometries", "in_parallel", "split_work"]
+__all__ = ["GeometryColumn", "LayerColumns", "LookedUp", "TRUE_WORDS", "gpkg_geometries", "in_parallel", "split_work"]
 
 TRUE_WORDS = {"true", "t", "yes", "y", "1", "是", "有", "smart", "智能", "智慧"}
 WORKERS = min(os.cpu_count() or 1, 4)  # threads for shapely's vectorised work (reading a table in two halves
 # at once was slower: SQLite and GDAL do not overlap well)
 SMALL = 5_000  # tables up to this many rows are read with sqlite3 (GDAL's open costs more than the read)
-
-
-_READERS = threading.local()
-
-
-def _reader(path: Path) -> sqlite3.Connection:
-    """A read-only connection to a GeoPackage, one per thread and file, kept open.
-
-    Opening one costs more than counting a few thousand rows (SQLite parses the schema of
-    every layer table, R-tree and trigger first), so it is pooled like a database
-    connection; SQLite sees other processes' commits and schema changes on the next query.
-    """
-    pool = getattr(_READERS, "pool", None)
-    if pool is None:
-        pool = _READERS.pool = {}
-    key = str(path)
-    if key not in pool:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60, check_same_thread=True)
-        # read the file through the page cache's map rather than copying pages, and keep a database
-        # server's worth of them (256 MB, PostgreSQL's shared_buffers in bench/postgis_cluster.py)
-        conn.execute("PRAGMA mmap_size = 1073741824")
-        conn.execute("PRAGMA cache_size = -262144")
-        pool[key] = conn
-    return pool[key]
 
 
 def gpkg_geometries(blobs: Sequence[bytes | None]) -> np.ndarray:
@@ -246,6 +227,29 @@ def _literal(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+_CATALOGUES: dict[str, tuple[tuple[int, int], list[LayerRecord]]] = {}  # per GeoPackage: the last one read
+
+
+class LookedUp(NamedTuple):
+    """Some features of a kind: their columns, geometries, and where they are (layer number, fid)."""
+
+    frame: pd.DataFrame
+    geoms: GeometryColumn
+    layer: np.ndarray
+    fid: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def merge(self, other: "LookedUp") -> "LookedUp":
+        """Both sets of features, each once, in reading order."""
+        layer, fid = np.concatenate([self.layer, other.layer]), np.concatenate([self.fid, other.fid])
+        key = np.unique(np.column_stack([layer, fid]), axis=0, return_index=True)[1]
+        geoms = np.concatenate([self.geoms.geometries(), other.geoms.geometries()])[key]
+        frame = pd.concat([self.frame, other.frame], ignore_index=True).iloc[key].reset_index(drop=True)
+        return LookedUp(frame, GeometryColumn(geoms), layer[key], fid[key])
+
+
 class LayerColumns:
     """The layers of one kind in a city's store, read a few columns at a time."""
 
@@ -262,15 +266,21 @@ class LayerColumns:
             return store.layers()
         from twin.store.geopackage import CATALOGUE
 
-        conn = _reader(store.path)
-        cursor = conn.execute(f"SELECT * FROM {CATALOGUE} ORDER BY name")
-        names = [d[0] for d in cursor.description]
-        return [LayerRecord.from_row(dict(zip(names, row))) for row in cursor.fetchall()]
+        with pooled_reader(store.path) as conn:
+            # data_version changes when another connection commits: until then the catalogue is the one read
+            version = (conn.serial, conn.execute("PRAGMA data_version").fetchone()[0])
+            cached = _CATALOGUES.get(str(store.path))
+            if cached is None or cached[0] != version:
+                cursor = conn.execute(f"SELECT * FROM {CATALOGUE} ORDER BY name")
+                names = [d[0] for d in cursor.description]
+                cached = _CATALOGUES[str(store.path)] = (version, [LayerRecord.from_row(dict(zip(names, row)))
+                                                                   for row in cursor.fetchall()])
+        return [copy.copy(record) for record in cached[1]]
 
     # one table --------------------------------------------------------------------------
 
     def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return contextlib.nullcontext(_reader(self._gpkg))
+        return pooled_reader(self._gpkg)
 
     def _table_columns(self, conn: sqlite3.Connection, table: str) -> tuple[list[str], str | None]:
         names = [row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')]
@@ -300,12 +310,10 @@ class LayerColumns:
                 select = [f'"{c}"' for c in wanted] + ([f'"{geom}"'] if read_geometry else [])
                 rows = conn.execute(f'SELECT {", ".join(select) or "1"} FROM "{record.table}"'
                                     f'{" WHERE " + condition if condition else ""} ORDER BY fid').fetchall()
-                frame = pd.DataFrame.from_records(rows, columns=(wanted + (["geometry"] if read_geometry else []))
-                                                  if select else ["_"])
-                geoms = None
-                if read_geometry:
-                    geoms = GeometryColumn(gpkg_geometries(frame["geometry"].tolist()))
-                frame = frame[wanted]
+                geoms = GeometryColumn(gpkg_geometries([row[-1] for row in rows])) if read_geometry else None
+                if not wanted:
+                    return pd.DataFrame(index=pd.RangeIndex(len(rows))), geoms
+                frame = pd.DataFrame.from_records([row[:len(wanted)] for row in rows], columns=wanted)
                 return self._types(conn, record.table, frame), geoms
         import pyogrio
 
@@ -344,6 +352,68 @@ class LayerColumns:
             return frame
         return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms.geometries(), index=frame.index, crs=self.crs),
                                 crs=self.crs)
+
+    def line_lengths(self) -> list[LineLength] | None:
+        """The length sums the store made when it wrote each layer of the kind (twin.store.measures);
+        None when a layer has none (not lines, an older city, or a store that makes none)."""
+        if self._gpkg is None:
+            return None
+        sums: list[LineLength] = []
+        with self._connect() as conn:
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (LINE_LENGTHS,)).fetchone():
+                return None
+            for record in self.records:
+                rows = conn.execute(f"SELECT by_column, value, segments, length_m FROM {LINE_LENGTHS} "
+                                    f"WHERE table_name = ?", (record.table,)).fetchall()
+                if not rows:
+                    return None
+                sums.extend(LineLength(*row) for row in rows)
+        return sums
+
+    def look_up(self, columns: Sequence[str], *, uids: Sequence[str] = (),
+                near: tuple[np.ndarray, float] | None = None) -> "LookedUp | None":
+        """The features whose `uid` is one of `uids`, or whose box comes within `near[1]` of one of the
+        points `near[0]` (an (n, 2) array), found through the store's indexes: a few thousand of a
+        million pipes without reading the others. Their `columns` and geometries, in the order the
+        kind's features are read (layer by layer, then by fid). None when the store has no such
+        indexes (read the whole kind instead)."""
+        if self._gpkg is None:
+            return None
+        parts = []
+        with self._connect() as conn:
+            for order, record in enumerate(self.records):
+                names, geom = self._table_columns(conn, record.table)
+                rtree = f"rtree_{record.table}_{geom}"
+                indexed = conn.execute("SELECT count(*) FROM sqlite_master WHERE name IN (?, ?)",
+                                       (f"{record.table}_uid", rtree)).fetchone()[0]
+                if geom is None or "uid" not in names or indexed < 2:
+                    return None
+                fids = set()
+                if len(uids):
+                    fids.update(r[0] for r in conn.execute(
+                        f'SELECT fid FROM "{record.table}" WHERE uid IN (SELECT value FROM json_each(?))',
+                        (json.dumps([str(u) for u in uids], ensure_ascii=False),)))
+                if near is not None and len(near[0]):
+                    xy, reach = np.asarray(near[0], dtype=float), float(near[1])
+                    # nearby points first, so that consecutive R-tree searches walk the same nodes
+                    xy = xy[np.lexsort((xy[:, 1], np.floor(xy[:, 0] / max(64 * reach, 1.0))))]
+                    boxes = np.column_stack([xy - reach, xy + reach]).tolist()
+                    fids.update(r[0] for r in conn.execute(
+                        f'SELECT r.id FROM json_each(?) AS b CROSS JOIN "{rtree}" AS r '
+                        f"ON r.minx <= b.value ->> 2 AND r.maxx >= b.value ->> 0 "
+                        f"AND r.miny <= b.value ->> 3 AND r.maxy >= b.value ->> 1", (json.dumps(boxes),)))
+                wanted = [c for c in columns if c in names and c not in ("fid", geom)]
+                select = ", ".join(["fid", *(f'"{c}"' for c in wanted), f'"{geom}"'])
+                rows = conn.execute(f'SELECT {select} FROM "{record.table}" WHERE fid IN '
+                                    f"(SELECT value FROM json_each(?)) ORDER BY fid",
+                                    (json.dumps(sorted(fids)),)).fetchall()
+                frame = pd.DataFrame.from_records(rows, columns=["fid", *wanted, "geometry"])
+                parts.append((order, frame, self._types(conn, record.table, frame[wanted])))
+        frame = pd.concat([p[2] for p in parts], ignore_index=True)
+        geoms = gpkg_geometries([g for p in parts for g in p[1]["geometry"].tolist()])
+        layer = np.concatenate([np.full(len(p[1]), p[0], dtype=np.int64) for p in parts])
+        fid = np.concatenate([p[1]["fid"].to_numpy(dtype=np.int64) for p in parts])
+        return LookedUp(frame, GeometryColumn(geoms), layer, fid)
 
     def count_rows(self, conditions: Sequence[Sequence[str]]) -> list[int] | None:
         """For each list of columns, how many features have all of them true (no columns: all features).

@@ -33,11 +33,12 @@ from pyproj import CRS, Proj
 
 from twin import sheets
 from twin.areas import clip_polygons, group_unions, overlap_groups, union_area
-from twin.columns import TRUE_WORDS, GeometryColumn, LayerColumns, split_work
+from twin.columns import TRUE_WORDS, GeometryColumn, LayerColumns, LookedUp, split_work
 from twin.crs import WGS84, transformer
 from twin.discs import covered_area, disc_polygons
 from twin.errors import TwinError
 from twin.sensors import SensorRegistry, link_to_pipes
+from twin.store.measures import LineLength
 
 __all__ = ["INDICATORS", "Indicator", "IndicatorResult", "MissingLayer", "ModelData", "Target", "compute",
            "compute_all", "load_targets", "parse_at", "parse_scales", "parse_window", "measurable_indicators"]
@@ -81,10 +82,30 @@ class Target:
         return sum(1 for band in self.stars if (value >= band if higher else value <= band))
 
 
+_TARGETS_CACHE: dict[tuple, dict[str, Target]] = {}
+
+
 def load_targets(city_root: str | Path | None = None, path: str | Path | None = None) -> dict[str, Target]:
-    """The shipped targets, overridden entry by entry by CITY/indicators.toml or `path`."""
+    """The shipped targets, overridden entry by entry by CITY/indicators.toml or `path` (read again when
+    one of the files changes: every indicator run asks for them)."""
+    files = [DEFAULT_TARGETS, Path(city_root) / CITY_TARGETS if city_root else None, Path(path) if path else None]
+    key = tuple(_version(f) for f in files)
+    if key not in _TARGETS_CACHE:
+        _TARGETS_CACHE[key] = _load_targets(files[1:])
+    return dict(_TARGETS_CACHE[key])
+
+
+def _version(path: Path | None) -> tuple | None:
+    try:
+        stat = path.stat() if path is not None else None
+    except OSError:
+        return (str(path), None)
+    return (str(path), stat.st_mtime_ns, stat.st_size) if stat else None
+
+
+def _load_targets(extras: list[Path | None]) -> dict[str, Target]:
     table = _read_toml(DEFAULT_TARGETS)
-    for extra in [Path(city_root) / CITY_TARGETS if city_root else None, Path(path) if path else None]:
+    for extra in extras:
         if extra is not None and extra.is_file():
             for key, entry in _read_toml(extra).items():
                 if key not in table:
@@ -316,6 +337,21 @@ class ModelData:
             if kind in self._geometry:
                 return self._geometry[kind].lengths()
         return _lengths(self.geoms(kind, needed_by), clip)
+
+    def line_lengths(self, kind: str, needed_by: str) -> list[LineLength] | None:
+        """Length sums of the lines of `kind` per utility, as the store made them at ingest (None: it made none)."""
+        source = self._source(kind, needed_by)
+        if isinstance(source, LayerColumns) and kind not in self._loaded:
+            return source.line_lengths()
+        return None
+
+    def look_up(self, kind: str, needed_by: str, columns: list[str], *, uids: Iterable[str] = (),
+                near: tuple[np.ndarray, float] | None = None) -> LookedUp | None:
+        """Features of `kind` by uid or near points, through the store's indexes (None: the store cannot)."""
+        source = self._source(kind, needed_by)
+        if isinstance(source, LayerColumns) and kind not in self._loaded:
+            return source.look_up(columns, uids=list(uids), near=near)
+        return None
 
     def geometry_column(self, kind: str, needed_by: str) -> GeometryColumn:
         """The geometries of `kind`, decoded only where asked (bounds and lengths of lines come from the WKB)."""
@@ -572,6 +608,10 @@ def topo_map_coverage(data: ModelData, clip, target: Target, opts: Options) -> M
 
 def pipeline_monitoring(data: ModelData, clip, target: Target, opts: Options) -> Measured:
     me = "pipeline_monitoring"
+    if clip is None and not opts.explain:
+        quick = _monitoring_from_sums(data, me, opts)
+        if quick is not None:
+            return quick
     pipes = data.frame("pipe", me, ["uid", "utility"])
     watched = _watched_pipes(data, me, opts)
     lengths = data.lengths("pipe", me, clip)
@@ -611,6 +651,86 @@ def pipeline_monitoring(data: ModelData, clip, target: Target, opts: Options) ->
     return m
 
 
+def _monitoring_from_sums(data: ModelData, me: str, opts: Options) -> Measured | None:
+    """pipeline_monitoring over the whole city without reading every pipe: the totals per utility
+    from the sums the store made at ingest, the watched pipes looked up by their sensors' `pipe_id`
+    and position. The same numbers as reading them all; None when the store keeps no such sums."""
+    sums = data.line_lengths("pipe", me)
+    if sums is None:
+        return None
+    watched = _watched_looked_up(data, me, opts)
+    if watched is None:
+        return None
+    totals: dict[str, list] = {}
+    for row in sums:
+        total = totals.setdefault(row.value if row.value is not None else "unknown", [0, 0.0])
+        total[0] += row.segments
+        total[1] += row.length_m
+    lengths = np.nan_to_num(watched.geoms.lengths(), nan=0.0)
+    utility = watched.frame["utility"].astype("string") if "utility" in watched.frame.columns \
+        else pd.Series(pd.NA, index=watched.frame.index, dtype="string")
+    on = pd.Series(lengths).groupby(utility.fillna("unknown").to_numpy(dtype=object)).sum().to_dict()
+    per_utility = {name: {"value": on.get(name, 0.0) / length if length > 0 else None,
+                          "numerator": float(on.get(name, 0.0)), "denominator": length}
+                   for name, (segments, length) in sorted(totals.items()) if segments > 0}
+    return Measured(float(lengths.sum()), float(sum(length for _, length in totals.values())), "m",
+                    empty_reason="no pipes here",
+                    details={"by_utility": per_utility, "segments": int(sum(n for n, _ in totals.values())),
+                             "monitored_segments": int((lengths > 0).sum()),
+                             "window": None if opts.window_ms is None else f"{opts.window_ms / 3_600_000:g}h",
+                             "at": _iso(opts.at_ms if opts.at_ms is not None else data.now_ms or _now_ms())})
+
+
+def _watched_looked_up(data: ModelData, me: str, opts: Options) -> LookedUp | None:
+    """The pipes a counting sensor watches, found through the store's indexes: by the sensors'
+    `pipe_id`, then near the sensors left without one (the same links as SensorRegistry makes)."""
+    counting = _counting_sensors(data, opts)
+    registry = data.registry()
+    if registry is not None:
+        sensors = registry.sensors if counting is None else {s: registry.sensors[s] for s in counting
+                                                             if s in registry.sensors}
+        return data.look_up("pipe", me, ["uid", "utility"],
+                            uids=sorted({info.pipe for info in sensors.values() if info.pipe is not None}))
+    sensors = data.frame("sensor", me, ["uid", "sensor_id", "pipe_id"])
+    ids = (sensors["sensor_id"] if "sensor_id" in sensors.columns
+           else sensors["uid"].astype(str).str.split(".", n=1).str[-1]).astype("string")
+    use = (ids.notna() & ~ids.duplicated()).to_numpy(dtype=bool)
+    if counting is not None:
+        use = use & np.fromiter((i in counting for i in ids.to_numpy(dtype=object, na_value=None)), bool, len(ids))
+    points = data.geoms("sensor", me)[use]
+    pipe_ids = sensors["pipe_id"].astype(object).to_numpy()[use] if "pipe_id" in sensors.columns \
+        else np.full(int(use.sum()), None, dtype=object)
+    named = ~pd.isna(pipe_ids)
+    wanted = sorted({str(v) for v in pipe_ids[named]} | {"pipe." + str(v) for v in pipe_ids[named]})
+    found = data.look_up("pipe", me, ["uid", "utility"], uids=wanted)
+    if found is None:
+        return None
+    known = set(found.frame["uid"].astype(str)) if len(found) else set()
+    resolved = np.array([str(v) in known or "pipe." + str(v) in known for v in pipe_ids], dtype=bool) & named
+    loose = points[~resolved]
+    loose = loose[~shapely.is_missing(loose) & ~shapely.is_empty(loose)]
+    if len(loose) and data.snap_m > 0:
+        near = data.look_up("pipe", me, ["uid", "utility"], near=(shapely.get_coordinates(loose), data.snap_m))
+        found = found.merge(near)
+    if not len(found):
+        return found
+    import pyarrow as pa
+
+    rows, _ = link_to_pipes(points, pipe_ids, pa.array(found.frame["uid"].astype(str).tolist(), type=pa.string()),
+                            found.geoms, data.snap_m)
+    keep = np.unique(rows[rows >= 0])
+    return LookedUp(found.frame.iloc[keep].reset_index(drop=True), GeometryColumn(found.geoms.geometries(keep)),
+                    found.layer[keep], found.fid[keep])
+
+
+def _counting_sensors(data: ModelData, opts: Options) -> set[str] | None:
+    """The sensors that count: those with a reading in the window before `at` (None: every installed one)."""
+    if opts.window_ms is None:
+        return None
+    at = opts.at_ms if opts.at_ms is not None else (data.now_ms or _now_ms())
+    return data.reporting(at - opts.window_ms, at)
+
+
 def _utilities(pipes: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     """Each pipe's utility as a code into a list of names ('unknown' where it has none)."""
     if "utility" not in pipes.columns:
@@ -629,11 +749,7 @@ def _watched_pipes(data: ModelData, me: str, opts: Options) -> np.ndarray:
     if key in data._cache:
         return data._cache[key]
     pipes = data.frame("pipe", me, ["uid", "utility"])
-    if opts.window_ms is None:
-        counting = None
-    else:
-        at = opts.at_ms if opts.at_ms is not None else (data.now_ms or _now_ms())
-        counting = data.reporting(at - opts.window_ms, at)
+    counting = _counting_sensors(data, opts)
     watched = np.zeros(len(pipes), dtype=bool)
     registry = data.registry()
     if registry is not None:  # the server's own links
@@ -861,6 +977,13 @@ def energy_metering(data: ModelData, clip, target: Target, opts: Options) -> Mea
 def combined_sewer_share(data: ModelData, clip, target: Target, opts: Options) -> Measured:
     me = "combined_sewer_share"
     drainage_kinds = ("storm", "sewage", "combined")
+    sums = data.line_lengths("pipe", me) if clip is None and not opts.explain else None
+    if sums is not None:  # the store summed the lengths per utility at ingest
+        if all(row.by is None for row in sums):
+            raise MissingLayer(f"{me} needs the pipe field 'utility' (storm, sewage or combined)")
+        by_utility = {u: float(sum(row.length_m for row in sums if row.value == u)) for u in drainage_kinds}
+        return Measured(by_utility["combined"], float(sum(by_utility.values())), "m",
+                        empty_reason="no storm, sewage or combined pipes here", details=by_utility)
     # only drainage pipes are read (the store filters them), the rest never leave it
     pipes, lines = data.rows_where("pipe", me, ["uid", "utility"] if opts.explain else ["utility"], "utility",
                                    drainage_kinds)

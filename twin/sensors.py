@@ -31,7 +31,7 @@ from twin.errors import SpecError, UnknownSensor
 from twin.store import Reading, StatusChange, Store
 
 __all__ = ["DEFAULT_THRESHOLDS", "STATUS_RANK", "Band", "Thresholds", "SensorInfo", "SensorRegistry",
-           "IngestReport", "SensorMonitor", "assess_statuses", "link_to_pipes", "worst"]
+           "IngestReport", "SensorMonitor", "assess_statuses", "link_to_pipes", "missing_value", "worst"]
 
 log = logging.getLogger("twin.sensors")
 
@@ -219,7 +219,7 @@ class SensorRegistry:
             uid = frame["uid"].astype(str).to_numpy(dtype=object)
             ids = (frame["sensor_id"] if "sensor_id" in frame.columns else frame["uid"].str.split(".", n=1).str[-1]
                    ).to_numpy(dtype=object)
-            keep = np.array([not _missing(v) for v in ids], dtype=bool)
+            keep = np.array([not missing_value(v) for v in ids], dtype=bool)
             pipe_ids = frame["pipe_id"].to_numpy(dtype=object) if "pipe_id" in frame.columns \
                 else np.full(len(frame), None, dtype=object)
             points = np.asarray(frame.geometry.values, dtype=object)
@@ -238,7 +238,7 @@ class SensorRegistry:
                 pipe = pipe_uids[row] if row >= 0 else None
                 layer_of = pipe_layer[row] if row >= 0 else None
                 utility = pipe_utility[row] if row >= 0 else None
-                utility = None if _missing(utility) else str(utility)
+                utility = None if missing_value(utility) else str(utility)
                 info = SensorInfo(sid, layer, sensor_uid, props[k], units[k], pipe, layer_of, utility)
                 registry.sensors[sid] = info
                 if pipe is not None:
@@ -253,7 +253,8 @@ class SensorRegistry:
             raise UnknownSensor(f"no sensor {sensor_id!r} in the city's sensor layers") from None
 
 
-def _missing(value) -> bool:
+def missing_value(value) -> bool:
+    """Whether a cell holds no value (None, NA or NaN): no sensor id, no pipe_id, no utility."""
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
@@ -261,7 +262,7 @@ def _strings(frame: gpd.GeoDataFrame, name: str) -> np.ndarray:
     """A column as str or None per feature (None when the column is missing)."""
     if name not in frame.columns:
         return np.full(len(frame), None, dtype=object)
-    return np.array([None if _missing(v) else str(v) for v in frame[name].to_numpy(dtype=object)], dtype=object)
+    return np.array([None if missing_value(v) else str(v) for v in frame[name].to_numpy(dtype=object)], dtype=object)
 
 
 def link_to_pipes(points: np.ndarray, pipe_ids: np.ndarray, pipe_uids, pipe_geoms: np.ndarray,
@@ -279,7 +280,7 @@ def link_to_pipes(points: np.ndarray, pipe_ids: np.ndarray, pipe_uids, pipe_geom
     snapped = np.zeros(n, dtype=bool)
     if not n:
         return rows, snapped
-    named = np.array([not _missing(v) for v in pipe_ids], dtype=bool)
+    named = np.array([not missing_value(v) for v in pipe_ids], dtype=bool)
     if named.any() and len(pipe_uids):
         wanted = np.array([str(v) for v in pipe_ids[named]], dtype=object)
         rows[named] = _rows_of(pipe_uids, wanted)
@@ -292,8 +293,11 @@ def link_to_pipes(points: np.ndarray, pipe_ids: np.ndarray, pipe_uids, pipe_geom
         pts = shapely.force_2d(pts) if shapely.has_z(pts).any() else pts
         ok = ~shapely.is_missing(pts) & ~shapely.is_empty(pts)
         need, pts = need[ok], pts[ok]
-        candidates = _near(pipe_geoms.bounds() if hasattr(pipe_geoms, "bounds") else
-                           shapely.bounds(np.asarray(pipe_geoms, dtype=object)), shapely.get_coordinates(pts), snap_m)
+        bounds = pipe_geoms.bounds() if hasattr(pipe_geoms, "bounds") else \
+            shapely.bounds(np.asarray(pipe_geoms, dtype=object))
+        # among a few pipes (those looked up near the sensors) a tree of them all is quicker than the grid
+        candidates = _near(bounds, shapely.get_coordinates(pts), snap_m) if len(bounds) > 100_000 \
+            else np.flatnonzero(np.isfinite(bounds).all(axis=1))
         if len(need) and len(candidates):
             near = pipe_geoms.geometries(candidates) if hasattr(pipe_geoms, "geometries") \
                 else np.asarray(pipe_geoms, dtype=object)[candidates]

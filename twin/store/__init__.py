@@ -7,18 +7,33 @@ implements the same `Store` protocol, so callers never see which one holds the c
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import re
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import geopandas as gpd
+import numpy as np
+import shapely
 
+from layers.kinds import GEOMETRY_TYPE_NAMES
 from layers.sensors import ObservationRow
 
 __all__ = ["Bounds", "LayerRecord", "Store", "open_store", "ObservationRow", "Reading", "StatusChange",
-           "Assess", "AppendResult", "HistoryBucket"]
+           "Assess", "AppendResult", "HistoryBucket", "CATALOGUE_COLUMNS", "event_from_row", "uniform_geometries",
+           "table_name", "version_tables", "free_version"]
+
+
+# The catalogue's columns (a LayerRecord's fields) with their SQLite declarations; the PostGIS
+# migration declares the same columns.
+CATALOGUE_COLUMNS = {
+    "name": "TEXT PRIMARY KEY", "kind": "TEXT NOT NULL", "crs": "TEXT NOT NULL", "source": "TEXT",
+    "source_sha256": "TEXT", "feature_count": "INTEGER NOT NULL", "bounds": "TEXT", "bounds_wgs84": "TEXT",
+    "geometry_type": "TEXT", "updated": "TEXT", "version": "INTEGER NOT NULL", "table": "TEXT", "notes": "TEXT",
+}
 
 
 @dataclass
@@ -118,6 +133,104 @@ def advance_latest(rows: Sequence[ObservationRow], known: Mapping[str, int],
             newest[row[0]] = row
     return {sid: Reading(*row) for sid, row in newest.items() if known.get(sid) is None or row[1] > known[sid]}
 
+
+def event_from_row(row: tuple) -> dict:
+    """The status event (as `twin.events` shapes it) of a stored events row:
+    (id, time, layer, uid, status, previous, sensor, value)."""
+    id_, time, layer, uid, status, previous, sensor, value = row
+    return {"id": id_, "type": "status", "time": time, "layer": layer, "uid": uid, "status": status,
+            "previous": previous, "sensor": sensor, "value": value}
+
+
+MAX_TABLE_NAME_BYTES = 63  # PostgreSQL's limit; GeoPackage has none, but one rule serves both stores
+
+
+def _plain(layer: str) -> str:
+    return re.sub(r"[^0-9A-Za-z_]", "_", layer)
+
+
+def table_name(layer: str, version: int) -> str:
+    """The table of a layer's version: `<layer>_v<version>`, within PostgreSQL's 63-byte names; a
+    layer name with other characters than letters, digits and _ (or a long one) gets a hash of it,
+    so `a-b` and `a_b` never share a table. A raster's file is this name with a suffix.
+
+    Examples
+    --------
+    >>> table_name("pipe", 3)
+    'pipe_v3'
+    >>> table_name("bim-elements", 1)
+    'bim_elements_ea168c40_v1'
+    >>> [table_name(layer, 1) for layer in ("a_b", "a-b", "a b")]
+    ['a_b_v1', 'a_b_34fafddd_v1', 'a_b_7dbde935_v1']
+    >>> len(table_name("x" * 80, 12))
+    63
+    """
+    name = f"{_plain(layer)}_v{version}"
+    if len(name) <= MAX_TABLE_NAME_BYTES and re.fullmatch(r"[0-9A-Za-z_]+", layer):
+        return name
+    suffix = f"_{hashlib.sha1(layer.encode()).hexdigest()[:8]}_v{version}"
+    return _plain(layer)[:MAX_TABLE_NAME_BYTES - len(suffix)] + suffix
+
+
+def version_tables(layer: str, tables: Iterable[str]) -> list[str]:
+    """The tables among `tables` named as versions of `layer`: by `table_name`, or as twins before it
+    named them (`<layer, other characters as _>_v<version>`, a name `a-b` and `a_b` shared).
+
+    A store drops those no catalogue row points at: leftovers of crashed ingests.
+
+    Examples
+    --------
+    >>> version_tables("a-b", ["a_b_34fafddd_v2", "a_b_v1", "a_b_7dbde935_v1", "a_b_v", "a_b_v01", "pipe_v1"])
+    ['a_b_34fafddd_v2', 'a_b_v1']
+    """
+    found = []
+    for table in tables:
+        match = re.fullmatch(r".*_v(\d+)", table)
+        if match and table in (table_name(layer, int(match[1])), f"{_plain(layer)}_v{int(match[1])}"):
+            found.append(table)
+    return found
+
+
+def free_version(layer: str, version: int, held: Collection[str], suffix: str = "") -> int:
+    """`version`, or the first one above it whose table (`table_name` + `suffix`) no catalogue row
+    holds: in a city made by an older twin, layer `a-b` may hold `a_b_v1`, which is `a_b`'s name for
+    its version 1 now.
+
+    Examples
+    --------
+    >>> free_version("a_b", 1, {"a_b_v1", "a_b_v3"})
+    2
+    >>> free_version("a_b", 1, {"a_b_v1.tif"}, suffix=".tif")
+    2
+    """
+    while f"{table_name(layer, version)}{suffix}" in held:
+        version += 1
+    return version
+
+
+_SINGLE_TO_MULTI = {0: (4, shapely.multipoints), 1: (5, shapely.multilinestrings), 3: (6, shapely.multipolygons)}
+
+
+def uniform_geometries(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, str]:
+    """Promote singles to multis where a layer mixes them, and name the layer's geometry type."""
+    geoms = np.asarray(frame.geometry.values, dtype=object)
+    ids = set(np.unique(shapely.get_type_id(geoms)).tolist())
+    for single, (multi, make) in _SINGLE_TO_MULTI.items():
+        if single in ids and multi in ids:
+            sel = shapely.get_type_id(geoms) == single
+            geoms = geoms.copy()
+            geoms[sel] = make(geoms[sel], indices=np.arange(int(sel.sum())))
+            ids.discard(single)
+            frame = frame.set_geometry(gpd.GeoSeries(geoms, index=frame.index, crs=frame.crs))
+    if len(ids) != 1 or next(iter(ids)) not in (0, 1, 3, 4, 5, 6):
+        return frame, "Unknown"
+    has_z = shapely.has_z(geoms)
+    name = GEOMETRY_TYPE_NAMES[next(iter(ids))]
+    if has_z.all():
+        return frame, f"{name} Z"
+    return frame, name if not has_z.any() else "Unknown"
+
+
 @runtime_checkable
 class Store(Protocol):
     """What the model needs from a store; every write replaces a layer atomically."""
@@ -142,7 +255,8 @@ class Store(Protocol):
         """Write `frame` as the new content of layer `record.name`; the old one stays until it succeeds.
 
         The new version is one above the layer's last, or `record.version` when that is higher
-        (a layer copied from another store keeps its version).
+        (a layer copied from another store keeps its version); a number whose table name another
+        layer holds, in a city made by an older twin, is skipped (`free_version`).
 
         `changed` lists the boxes (city CRS) where the new version differs from the old
         one, None meaning anywhere; tile caches read it back through `changes`.

@@ -1,9 +1,10 @@
 """The embedded store: one GeoPackage with a layer catalogue, rasters as COGs beside it.
 
-Each layer's features live in a table ``<layer>_v<version>``; the catalogue row names the
-current one. A new version is written in full by GDAL (pyogrio) first, then one SQLite
-transaction points the catalogue at it and drops the old table, so readers never see a
-half-written layer and a failed ingest leaves the previous version in place.
+Each layer's features live in a table ``<layer>_v<version>`` (`twin.store.table_name`); the
+catalogue row names the current one. A new version is written in full by GDAL (pyogrio) first,
+then one SQLite transaction points the catalogue at it and drops the old table, so readers never
+see a half-written layer and a failed ingest leaves the previous version in place. A table that a
+catalogue row points at is never dropped.
 
 Sensor observations, the latest reading per sensor, feature statuses and status events
 live in ``city.live.sqlite`` beside the GeoPackage (see `GeoPackageStore._observations`).
@@ -11,25 +12,23 @@ live in ``city.live.sqlite`` beside the GeoPackage (see `GeoPackageStore._observ
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
 import pyarrow as pa
 import pyogrio
-import shapely
 
-from layers.kinds import GEOMETRY_TYPE_NAMES
 from twin.errors import StoreError, UnknownLayer
 from twin.store import (
+    CATALOGUE_COLUMNS,
     AppendResult,
     Assess,
     Bounds,
@@ -40,7 +39,13 @@ from twin.store import (
     Reading,
     StatusChange,
     advance_latest,
+    event_from_row,
+    free_version,
+    table_name,
+    uniform_geometries,
+    version_tables,
 )
+from twin.store.measures import LINE_LENGTHS, line_lengths
 
 __all__ = ["GeoPackageStore"]
 
@@ -75,12 +80,6 @@ _LIVE_TABLES = {
     "counts": (COUNTS, ("outcome", "count"), "outcome"),
 }
 
-_CATALOGUE_COLUMNS = {
-    "name": "TEXT PRIMARY KEY", "kind": "TEXT NOT NULL", "crs": "TEXT NOT NULL", "source": "TEXT",
-    "source_sha256": "TEXT", "feature_count": "INTEGER NOT NULL", "bounds": "TEXT", "bounds_wgs84": "TEXT",
-    "geometry_type": "TEXT", "updated": "TEXT", "version": "INTEGER NOT NULL", "table": "TEXT", "notes": "TEXT",
-}
-
 # The minimal GeoPackage 1.3 a fresh city starts from (GDAL adds its own tables on first write).
 _GPKG_INIT = """
 PRAGMA application_id = 1196444487;
@@ -106,32 +105,87 @@ CREATE TABLE IF NOT EXISTS gpkg_geometry_columns (
 """
 
 
-_SINGLE_TO_MULTI = {0: (4, shapely.multipoints), 1: (5, shapely.multilinestrings), 3: (6, shapely.multipolygons)}
+class _Readers:
+    """The pooled read-only connections to one GeoPackage (one per thread), and the guard that
+    closes them all while GDAL writes to it (see `gdal_writing`)."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.in_use = 0
+        self.writing = 0
+        self.connections: dict[int, sqlite3.Connection] = {}
 
 
-def _uniform_geometries(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, str]:
-    """Promote singles to multis where a layer mixes them, and name the layer's geometry type."""
-    geoms = np.asarray(frame.geometry.values, dtype=object)
-    ids = set(np.unique(shapely.get_type_id(geoms)).tolist())
-    for single, (multi, make) in _SINGLE_TO_MULTI.items():
-        if single in ids and multi in ids:
-            sel = shapely.get_type_id(geoms) == single
-            geoms = geoms.copy()
-            geoms[sel] = make(geoms[sel], indices=np.arange(int(sel.sum())))
-            ids.discard(single)
-            frame = frame.set_geometry(gpd.GeoSeries(geoms, index=frame.index, crs=frame.crs))
-    if len(ids) != 1 or next(iter(ids)) not in (0, 1, 3, 4, 5, 6):
-        return frame, "Unknown"
-    has_z = shapely.has_z(geoms)
-    name = GEOMETRY_TYPE_NAMES[next(iter(ids))]
-    if has_z.all():
-        return frame, f"{name} Z"
-    return frame, name if not has_z.any() else "Unknown"
+class ReaderConnection(sqlite3.Connection):
+    """A pooled reader; `serial` tells it from a later one that may reuse its memory (and its id())."""
+
+    serial: int = 0
 
 
-def _table_name(layer: str, version: int) -> str:
-    safe = re.sub(r"[^0-9A-Za-z_]", "_", layer)
-    return f"{safe}_v{version}"
+_READERS: dict[str, _Readers] = {}
+_SERIALS = itertools.count(1)
+_READERS_LOCK = threading.Lock()
+
+
+def _readers(path: Path | str) -> tuple[str, _Readers]:
+    key = os.path.abspath(path)
+    with _READERS_LOCK:
+        return key, _READERS.setdefault(key, _Readers())
+
+
+@contextmanager
+def pooled_reader(path: Path | str) -> Iterator[ReaderConnection]:
+    """A read-only connection to a GeoPackage, this thread's, kept open between uses.
+
+    Opening one costs more than counting a few thousand rows (SQLite parses the schema of
+    every layer table, R-tree and trigger first), so it is pooled like a database
+    connection; SQLite sees other processes' commits and schema changes on the next query.
+    """
+    key, readers = _readers(path)
+    with readers.changed:
+        readers.changed.wait_for(lambda: not readers.writing)
+        readers.in_use += 1
+        conn = readers.connections.get(threading.get_ident())
+    try:
+        if conn is None:
+            conn = sqlite3.connect(f"file:{key}?mode=ro", uri=True, timeout=60, check_same_thread=False,
+                                   factory=ReaderConnection)
+            conn.serial = next(_SERIALS)
+            # read the file through the page cache's map rather than copying pages, and keep a database
+            # server's worth of them (256 MB, PostgreSQL's shared_buffers in bench/postgis_cluster.py)
+            conn.execute("PRAGMA mmap_size = 1073741824")
+            conn.execute("PRAGMA cache_size = -262144")
+            with readers.changed:
+                readers.connections[threading.get_ident()] = conn
+        yield conn
+    finally:
+        with readers.changed:
+            readers.in_use -= 1
+            readers.changed.notify_all()
+
+
+@contextmanager
+def gdal_writing(path: Path | str) -> Iterator[None]:
+    """Around every GDAL (pyogrio) write to a city's GeoPackage from this process.
+
+    GDAL carries its own SQLite, and POSIX locks of one process never conflict, so when
+    GDAL closes the file after writing, its SQLite believes it was the only connection and
+    removes the -wal and -shm files from under the connections Python's SQLite keeps open;
+    their next query fails with "disk I/O error". So the pooled readers wait, and are closed.
+    """
+    _, readers = _readers(path)
+    with readers.changed:
+        readers.writing += 1
+        readers.changed.wait_for(lambda: readers.in_use == 0)
+        for conn in readers.connections.values():
+            conn.close()
+        readers.connections.clear()
+    try:
+        yield
+    finally:
+        with readers.changed:
+            readers.writing -= 1
+            readers.changed.notify_all()
 
 
 class GeoPackageStore:
@@ -152,7 +206,7 @@ class GeoPackageStore:
         return conn
 
     def _create(self) -> None:
-        columns = ", ".join(f'"{name}" {decl}' for name, decl in _CATALOGUE_COLUMNS.items())
+        columns = ", ".join(f'"{name}" {decl}' for name, decl in CATALOGUE_COLUMNS.items())
         with closing(self._connect()) as conn:
             conn.executescript(_GPKG_INIT)
             conn.execute("PRAGMA journal_mode = WAL")
@@ -197,13 +251,15 @@ class GeoPackageStore:
 
     # writes ------------------------------------------------------------------------------
 
-    def _current_version(self, name: str) -> tuple[int, str | None]:
-        """The layer's version and table; a layer deleted and made again keeps counting up."""
+    def _next_version(self, record: LayerRecord, suffix: str = "") -> int:
+        """The version a write of `record` gets: one above the layer's last (a layer deleted and made
+        again keeps counting up) or the record's own (a copied record keeps it), and a name no layer holds."""
         with closing(self._connect()) as conn:
-            row = conn.execute(f'SELECT version, "table" FROM {CATALOGUE} WHERE name = ?', (name,)).fetchone()
-            logged = conn.execute(f"SELECT MAX(version) FROM {CHANGES} WHERE layer = ?", (name,)).fetchone()[0]
-        version = max(row["version"] if row else 0, logged or 0)
-        return version, (row["table"] if row else None)
+            row = conn.execute(f"SELECT version FROM {CATALOGUE} WHERE name = ?", (record.name,)).fetchone()
+            logged = conn.execute(f"SELECT MAX(version) FROM {CHANGES} WHERE layer = ?", (record.name,)).fetchone()[0]
+            held = self._held_tables(conn)
+        version = max(max(row["version"] if row else 0, logged or 0) + 1, record.version)
+        return free_version(record.name, version, held, suffix)
 
     def changes(self, name: str, since_version: int) -> list[tuple[int, list[Bounds] | None]]:
         """What changed in a layer after `since_version`: (version, boxes or None for anywhere)."""
@@ -216,11 +272,10 @@ class GeoPackageStore:
     def replace_features(self, record: LayerRecord, frame: gpd.GeoDataFrame,
                          progress: Progress | None = None, changed: list[Bounds] | None = None) -> LayerRecord:
         """Write `frame` as the new version of the layer, then swap it in with one transaction."""
-        version, _ = self._current_version(record.name)
-        record.version = max(version + 1, record.version)  # a copied record keeps its version
-        record.table = _table_name(record.name, record.version)
+        record.version = self._next_version(record)
+        record.table = table_name(record.name, record.version)
         self._drop_tables([record.table])  # a leftover of a crashed ingest
-        frame, geometry_type = _uniform_geometries(frame)
+        frame, geometry_type = uniform_geometries(frame)
         table = pa.table(frame.reset_index(drop=True).to_arrow(geometry_encoding="WKB"))
         # GDAL has no field type for Arrow's null type (a column with no value at all)
         for i, column in enumerate(table.schema):
@@ -236,10 +291,12 @@ class GeoPackageStore:
                     progress(batch.num_rows)
 
         try:
-            pyogrio.write_arrow(pa.RecordBatchReader.from_batches(table.schema, batches()), self.path,
-                                layer=record.table, driver="GPKG", geometry_name=geometry_name,
-                                geometry_type=geometry_type, crs=frame.crs.to_wkt() if frame.crs else None,
-                                layer_options={"SPATIAL_INDEX": "YES", "FID": "fid"})
+            with gdal_writing(self.path):
+                pyogrio.write_arrow(pa.RecordBatchReader.from_batches(table.schema, batches()), self.path,
+                                    layer=record.table, driver="GPKG", geometry_name=geometry_name,
+                                    geometry_type=geometry_type, crs=frame.crs.to_wkt() if frame.crs else None,
+                                    layer_options={"SPATIAL_INDEX": "YES", "FID": "fid"})
+            self._index_version(record.table, frame)
         except BaseException as exc:
             self._drop_tables([record.table])
             if isinstance(exc, Exception):
@@ -248,11 +305,30 @@ class GeoPackageStore:
         self._swap(record, changed)
         return record
 
+    def _index_version(self, table: str, frame: gpd.GeoDataFrame) -> None:
+        """What readers look up in a new layer version besides its R-tree: features by `uid` (a sensor's
+        `pipe_id`, a feature's page) and, for lines, the length sums (twin.store.measures)."""
+        sums = line_lengths(frame)
+        with closing(self._connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if "uid" in frame.columns:
+                    conn.execute(f'CREATE INDEX "{table}_uid" ON "{table}" (uid)')
+                if sums is not None:
+                    conn.execute(f"CREATE TABLE IF NOT EXISTS {LINE_LENGTHS} (table_name TEXT NOT NULL, "
+                                 f"by_column TEXT, value TEXT, segments INTEGER NOT NULL, length_m REAL NOT NULL)")
+                    conn.execute(f"DELETE FROM {LINE_LENGTHS} WHERE table_name = ?", (table,))
+                    conn.executemany(f"INSERT INTO {LINE_LENGTHS} VALUES (?, ?, ?, ?, ?)",
+                                     [(table, *row) for row in sums])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
     def replace_raster(self, record: LayerRecord, staged: Path) -> LayerRecord:
         """Move a staged COG in as the raster of layer `record.name` and point the catalogue at it."""
-        version, _ = self._current_version(record.name)
-        record.version = max(version + 1, record.version)  # a copied record keeps its version
-        record.table = f"{_table_name(record.name, record.version)}.tif"
+        record.version = self._next_version(record, suffix=".tif")
+        record.table = f"{table_name(record.name, record.version)}.tif"
         os.replace(staged, self.root / record.table)
         self._swap(record)
         return record
@@ -262,7 +338,7 @@ class GeoPackageStore:
         values["bounds"] = json.dumps(record.bounds) if record.bounds else None
         values["bounds_wgs84"] = json.dumps(record.bounds_wgs84) if record.bounds_wgs84 else None
         values["notes"] = json.dumps(record.notes, ensure_ascii=False)
-        names = list(_CATALOGUE_COLUMNS)
+        names = list(CATALOGUE_COLUMNS)
         quoted = ", ".join(f'"{n}"' for n in names)
         with closing(self._connect()) as conn:
             conn.execute("BEGIN IMMEDIATE")
@@ -273,15 +349,19 @@ class GeoPackageStore:
                 old = row["table"] if row else None
                 conn.execute(f"INSERT OR REPLACE INTO {CHANGES} VALUES (?, ?, ?)",
                              (record.name, record.version, json.dumps(changed) if changed is not None else None))
-                if old and old != record.table and record.kind != "dem":
-                    self._drop_table_in(conn, old)
+                # leftovers of crashed ingests of this layer (also in older twins' naming) go with the old version
+                tables = [r[0] for r in conn.execute("SELECT table_name FROM gpkg_contents")]
+                doomed = version_tables(record.name, tables)
+                if old and record.kind != "dem":
+                    doomed.append(old)
+                self._drop_unheld_in(conn, doomed)
+                old_file = old if old and record.kind == "dem" and old not in self._held_tables(conn) else None
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        if old and old != record.table and record.kind == "dem":
-            (self.root / old).unlink(missing_ok=True)
-        self._drop_stale(record.name, keep=record.table)
+        if old_file:
+            (self.root / old_file).unlink(missing_ok=True)
 
     def delete_layer(self, name: str) -> None:
         """Remove a layer from the catalogue and drop its table or raster file."""
@@ -291,25 +371,30 @@ class GeoPackageStore:
             conn.execute(f"DELETE FROM {CATALOGUE} WHERE name = ?", (name,))
             conn.execute(f"INSERT OR REPLACE INTO {CHANGES} VALUES (?, ?, NULL)", (name, record.version + 1))
             if record.kind != "dem" and record.table:
-                self._drop_table_in(conn, record.table)
+                self._drop_unheld_in(conn, [record.table])
+            old_file = record.table if record.kind == "dem" and record.table not in self._held_tables(conn) else None
             conn.execute("COMMIT")
-        if record.kind == "dem" and record.table:
-            (self.root / record.table).unlink(missing_ok=True)
+        if old_file:
+            (self.root / old_file).unlink(missing_ok=True)
 
-    def _drop_stale(self, name: str, keep: str | None) -> None:
-        pattern = re.compile(rf"^{re.escape(re.sub(r'[^0-9A-Za-z_]', '_', name))}_v\d+$")
-        with closing(self._connect()) as conn:
-            tables = [r[0] for r in conn.execute("SELECT table_name FROM gpkg_contents")]
-        self._drop_tables([t for t in tables if pattern.match(t) and t != keep])
+    @staticmethod
+    def _held_tables(conn: sqlite3.Connection) -> set[str]:
+        """The tables and raster files that catalogue rows point at."""
+        return {r[0] for r in conn.execute(f'SELECT "table" FROM {CATALOGUE} WHERE "table" IS NOT NULL')}
 
     def _drop_tables(self, tables: list[str]) -> None:
-        if not tables:
-            return
         with closing(self._connect()) as conn:
             conn.execute("BEGIN IMMEDIATE")
-            for table in tables:
-                self._drop_table_in(conn, table)
+            self._drop_unheld_in(conn, tables)
             conn.execute("COMMIT")
+
+    def _drop_unheld_in(self, conn: sqlite3.Connection, tables: list[str]) -> None:
+        """Drop those of `tables` that no catalogue row points at (a city made by an older twin may have
+        two layers pointing at one table)."""
+        held = self._held_tables(conn)
+        for table in dict.fromkeys(tables):
+            if table not in held:
+                self._drop_table_in(conn, table)
 
     @staticmethod
     def _drop_table_in(conn: sqlite3.Connection, table: str) -> None:
@@ -319,6 +404,8 @@ class GeoPackageStore:
         for col in geom_cols:
             conn.execute(f'DROP TABLE IF EXISTS "rtree_{table}_{col}"')
         conn.execute(f'DROP TABLE IF EXISTS "{table}"')
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (LINE_LENGTHS,)).fetchone():
+            conn.execute(f"DELETE FROM {LINE_LENGTHS} WHERE table_name = ?", (table,))
         for meta in ("gpkg_geometry_columns", "gpkg_extensions", "gpkg_ogr_contents", "gpkg_contents"):
             exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (meta,)).fetchone()
             if exists:
@@ -420,8 +507,8 @@ class GeoPackageStore:
             cursor = conn.execute(f"INSERT INTO {EVENTS} (time, layer, uid, status, previous, sensor, value) "
                                   f"VALUES (?, ?, ?, ?, ?, ?, ?)", (time, change.layer, change.uid, change.status,
                                                                     previous, change.sensor, change.value))
-            events.append(_event((cursor.lastrowid, time, change.layer, change.uid, change.status, previous,
-                                  change.sensor, change.value)))
+            events.append(event_from_row((cursor.lastrowid, time, change.layer, change.uid, change.status,
+                                          previous, change.sensor, change.value)))
         return events
 
     def latest(self, sensor_ids: Sequence[str] | None = None) -> list[Reading]:
@@ -468,7 +555,7 @@ class GeoPackageStore:
         """Status events with an id above `after_id`, oldest first."""
         rows = self._observations().execute(f"SELECT * FROM {EVENTS} WHERE id > ? ORDER BY id LIMIT ?",
                                             (after_id, limit)).fetchall()
-        return [_event(r) for r in rows]
+        return [event_from_row(r) for r in rows]
 
     def last_event_id(self) -> int:
         """The id of the newest status event (0 when none)."""
@@ -508,12 +595,6 @@ class GeoPackageStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-
-
-def _event(row: tuple) -> dict:
-    id_, time, layer, uid, status, previous, sensor, value = row
-    return {"id": id_, "type": "status", "time": time, "layer": layer, "uid": uid, "status": status,
-            "previous": previous, "sensor": sensor, "value": value}
 
 
 def _select_in(conn: sqlite3.Connection, query: str, keys: set[str]) -> list[tuple]:

@@ -7,8 +7,9 @@ cities that several processes and machines serve and write at once:
   city's folder). Its layout is created and upgraded by numbered migrations recorded in
   ``twin_schema_migrations``.
 - **A layer swap is one transaction.** The new version is written in full to its own
-  table (``pipe_v3``: binary COPY, then a GiST index on the geometry), and the same
-  transaction points the catalogue row at it and drops the old table. Readers keep
+  table (``pipe_v3``, `twin.store.table_name`: binary COPY, then a GiST index on the geometry),
+  and the same transaction points the catalogue row at it and drops the old table (a table
+  that a catalogue row points at is never dropped). Readers keep
   reading the old version until the commit; a killed writer's transaction is rolled back
   by the server, so the previous version stays. Writers of one layer queue on an
   advisory lock, so versions never collide.
@@ -49,6 +50,7 @@ from pyproj import CRS
 
 from twin.errors import StoreError, UnknownLayer
 from twin.store import (
+    CATALOGUE_COLUMNS,
     AppendResult,
     Assess,
     Bounds,
@@ -59,8 +61,12 @@ from twin.store import (
     Reading,
     StatusChange,
     advance_latest,
+    event_from_row,
+    free_version,
+    table_name,
+    uniform_geometries,
+    version_tables,
 )
-from twin.store.geopackage import _CATALOGUE_COLUMNS, _event, _table_name, _uniform_geometries
 
 __all__ = ["PostgisStore", "parse_store_url", "redact_url", "schema_name_for", "CommitHook"]
 
@@ -104,7 +110,7 @@ CREATE TABLE {s}.twin_ingest_counts (outcome text PRIMARY KEY, count bigint NOT 
 # what being "layer" (payload: layer, version, changed boxes or None) or "status" (payload: events).
 CommitHook = Callable[[object, str, dict], None]
 
-_RECORD_FIELDS = list(_CATALOGUE_COLUMNS)
+_RECORD_FIELDS = list(CATALOGUE_COLUMNS)
 _LIVE_COLUMNS = {
     "observations": (OBSERVATIONS, ("sensor_id", "time", "value", "quality"), ("text", "int8", "float8", "text"),
                      "sensor_id, time"),
@@ -460,21 +466,36 @@ class PostgisStore:
 
     # writes ---------------------------------------------------------------------------------
 
-    def _next_version(self, conn, record: LayerRecord) -> tuple[int, str | None]:
-        """The version a write of `record` gets (a copied record keeps its own) and the current table."""
+    def _next_version(self, conn, record: LayerRecord, suffix: str = "") -> tuple[int, str | None]:
+        """The version a write of `record` gets (a copied record keeps its own; a name no layer holds)
+        and the current table."""
         name = record.name
         row = conn.execute(self._q(f'SELECT version, "table" FROM {{s}}.{CATALOGUE} WHERE name = %s FOR UPDATE'),
                            [name]).fetchone()
         logged = conn.execute(self._q(f"SELECT MAX(version) FROM {{s}}.{CHANGES} WHERE layer = %s"),
                               [name]).fetchone()[0]
-        return max(max(row[0] if row else 0, logged or 0) + 1, record.version), (row[1] if row else None)
+        version = max(max(row[0] if row else 0, logged or 0) + 1, record.version)
+        return free_version(name, version, self._held_tables(conn), suffix), (row[1] if row else None)
+
+    def _held_tables(self, conn) -> set[str]:
+        """The tables and raster files that catalogue rows point at."""
+        rows = conn.execute(self._q(f'SELECT "table" FROM {{s}}.{CATALOGUE} WHERE "table" IS NOT NULL')).fetchall()
+        return {r[0] for r in rows}
+
+    def _drop_unheld(self, conn, tables: list[str]) -> None:
+        """Drop those of `tables` that no catalogue row points at (a city made by an older twin may have
+        two layers pointing at one table)."""
+        held = self._held_tables(conn)
+        for table in dict.fromkeys(tables):
+            if table not in held:
+                conn.execute(self._q("DROP TABLE IF EXISTS {s}.{t}", t=table))
 
     def replace_features(self, record: LayerRecord, frame: gpd.GeoDataFrame,
                          progress: Progress | None = None, changed: list[Bounds] | None = None) -> LayerRecord:
         """Write `frame` as a new versioned table and swap it in, all in one transaction."""
         import psycopg
 
-        frame, geometry_type = _uniform_geometries(frame)
+        frame, geometry_type = uniform_geometries(frame)
         geometry_name = frame.geometry.name
         table = pa.table(frame.reset_index(drop=True).to_arrow(geometry_encoding="WKB"))
         fields = []
@@ -493,7 +514,7 @@ class PostgisStore:
             with self._connection() as conn, conn.transaction():
                 self._lock(conn, f"layer:{record.name}")
                 record.version, _ = self._next_version(conn, record)
-                record.table = _pg_table_name(record.name, record.version)
+                record.table = table_name(record.name, record.version)
                 target = self._q("{s}.{t}", t=record.table)
                 conn.execute(self._q("DROP TABLE IF EXISTS {s}.{t}", t=record.table))
                 columns = ", ".join(f'{_ident(f["column"])} {f["type"]}' for f in fields)
@@ -543,12 +564,13 @@ class PostgisStore:
         with self._connection() as conn:
             with conn.transaction():
                 self._lock(conn, f"layer:{record.name}")
-                record.version, old = self._next_version(conn, record)
-                record.table = f"{_table_name(record.name, record.version)}.postgis.tif"
+                record.version, old = self._next_version(conn, record, suffix=".postgis.tif")
+                record.table = f"{table_name(record.name, record.version)}.postgis.tif"
                 os.replace(staged, self.root / record.table)
                 self._swap(conn, record, None, None)
-        if old and old != record.table:
-            (self.root / old).unlink(missing_ok=True)
+                old_file = old if old and old not in self._held_tables(conn) else None
+        if old_file:
+            (self.root / old_file).unlink(missing_ok=True)
         return record
 
     def _swap(self, conn, record: LayerRecord, changed: list[Bounds] | None, fields: dict | None) -> None:
@@ -570,20 +592,14 @@ class PostgisStore:
         conn.execute(self._q(f"INSERT INTO {{s}}.{CHANGES} VALUES (%s, %s, %s) ON CONFLICT (layer, version) "
                              f"DO UPDATE SET bounds = excluded.bounds"),
                      [record.name, record.version, json.dumps(changed) if changed is not None else None])
-        if old and old[0] and old[0] != record.table and old[1] != "dem":
-            conn.execute(self._q("DROP TABLE IF EXISTS {s}.{t}", t=old[0]))
-        self._drop_stale(conn, record.name)
+        # leftovers of this layer (in older twins' naming too, or made by hand) go with the old version
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s",
+                                             [self.schema]).fetchall()]
+        doomed = version_tables(record.name, tables)
+        if old and old[0] and old[1] != "dem":
+            doomed.append(old[0])
+        self._drop_unheld(conn, doomed)
         self._committing(conn, "layer", {"layer": record.name, "version": record.version, "changed": changed})
-
-    def _drop_stale(self, conn, name: str) -> None:
-        """Drop versions of a layer that no catalogue row points at (left by an older twin or by hand)."""
-        prefix = _pg_table_name(name, 0)[:-1]
-        tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s AND starts_with(tablename, %s)",
-                              [self.schema, prefix]).fetchall()
-        current = {r[0] for r in conn.execute(self._q(f'SELECT "table" FROM {{s}}.{CATALOGUE}')).fetchall()}
-        for (table,) in tables:
-            if re.fullmatch(re.escape(prefix) + r"\d+", table) and table not in current:
-                conn.execute(self._q("DROP TABLE IF EXISTS {s}.{t}", t=table))
 
     def delete_layer(self, name: str) -> None:
         """Remove a layer from the catalogue and drop its table (or its raster file)."""
@@ -599,10 +615,13 @@ class PostgisStore:
                 conn.execute(self._q(f"INSERT INTO {{s}}.{CHANGES} VALUES (%s, %s, NULL) ON CONFLICT (layer, version) "
                                      f"DO UPDATE SET bounds = NULL"), [name, record.version + 1])
                 if record.kind != "dem" and record.table:
-                    conn.execute(self._q("DROP TABLE IF EXISTS {s}.{t}", t=record.table))
+                    self._drop_unheld(conn, [record.table])
+                old_file = record.table if record.kind == "dem" else None
+                if old_file in self._held_tables(conn):
+                    old_file = None
                 self._committing(conn, "layer", {"layer": name, "version": record.version + 1, "changed": None})
-        if record.kind == "dem" and record.table:
-            (self.root / record.table).unlink(missing_ok=True)
+        if old_file:
+            (self.root / old_file).unlink(missing_ok=True)
 
     # observations, statuses and status events ---------------------------------------------
 
@@ -702,7 +721,8 @@ class PostgisStore:
                 ids.append(cur.fetchone()[0])
                 if not cur.nextset():
                     break
-        events = [_event((i, time, c.layer, c.uid, c.status, p, c.sensor, c.value)) for i, (c, p) in zip(ids, kept)]
+        events = [event_from_row((i, time, c.layer, c.uid, c.status, p, c.sensor, c.value))
+                  for i, (c, p) in zip(ids, kept)]
         self._committing(conn, "status", {"events": events})
         return events
 
@@ -755,7 +775,7 @@ class PostgisStore:
         with self._connection() as conn:
             rows = conn.execute(self._q(f"SELECT * FROM {{s}}.{EVENTS} WHERE id > %s ORDER BY id LIMIT %s"),
                                 [after_id, limit]).fetchall()
-        return [_event(r) for r in rows]
+        return [event_from_row(r) for r in rows]
 
     def last_event_id(self) -> int:
         """The id of the newest status event (0 when none)."""
@@ -821,27 +841,6 @@ def sql_format(template: str, *parts):
     from psycopg import sql
 
     return sql.SQL(template).format(*parts)
-
-
-def _pg_table_name(layer: str, version: int) -> str:
-    """`<layer>_v<version>`, within PostgreSQL's 63-byte names; a layer name with other characters
-    than letters, digits and _ (or a long one) gets a hash of it, so `a-b` and `a_b` never share a table.
-
-    Examples
-    --------
-    >>> _pg_table_name("pipe", 3)
-    'pipe_v3'
-    >>> _pg_table_name("bim-elements", 1)
-    'bim_elements_ea168c40_v1'
-    """
-    name = _table_name(layer, version)
-    if len(name) <= MAX_IDENTIFIER_BYTES and re.fullmatch(r"[0-9A-Za-z_]+", layer):
-        return name
-    import hashlib
-
-    digest = hashlib.sha1(layer.encode()).hexdigest()[:8]
-    suffix = f"_{digest}_v{version}"
-    return re.sub(r"[^0-9A-Za-z_]", "_", layer)[:MAX_IDENTIFIER_BYTES - len(suffix)] + suffix
 
 
 _PG_GEOMETRY = {"Point": "Point", "LineString": "LineString", "Polygon": "Polygon", "MultiPoint": "MultiPoint",
