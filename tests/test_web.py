@@ -134,6 +134,11 @@ def drawn(pixels: np.ndarray) -> float:
     return float((np.abs(region - BACKGROUND).max(axis=-1) > 12).mean())
 
 
+def differs(before: np.ndarray, after: np.ndarray) -> float:
+    """The share of the map's pixels that differ between two frames."""
+    return float((np.abs(before - after).max(axis=-1) > 12)[:, MAP_LEFT:].mean())
+
+
 def beige(pixels: np.ndarray) -> int:
     """Pixels the colour of the lit or shaded walls and roofs of GIS buildings."""
     r, g, b = (pixels[:, MAP_LEFT:, k] for k in range(3))
@@ -189,6 +194,63 @@ def test_the_utility_preset_changes_what_is_drawn(browser, live_server):
         assert changed > 0.05
         # the buildings are muted: far fewer pixels in their planning colour
         assert beige(utility) < beige(planning) / 3
+    finally:
+        page.close()
+
+
+def buildings_drawn(page: CityPage, name: str) -> tuple[np.ndarray, int]:
+    """The page's pixels, and how many of the map's the GIS buildings make: the page as it is,
+    against the page with the Buildings box unticked (then ticked again)."""
+    box = "#toggles input[data-layer=buildings]"
+    shown = page.pixels(name)
+    page.page.uncheck(box)
+    page.settle()
+    hidden = page.pixels(f"{name}-no-buildings")
+    page.page.check(box)
+    page.settle()
+    return shown, int((np.abs(shown - hidden).max(axis=-1) > 12)[:, MAP_LEFT:].sum())
+
+
+@pytest.mark.parametrize("presets", [["planning", "utility", "planning"], ["utility", "planning", "utility"]])
+def test_switching_presets_keeps_the_gis_buildings_drawn(browser, live_server, presets):
+    page = CityPage(browser, f"{live_server.url}/?preset={presets[0]}")
+    try:
+        page.settle()
+        frames, counts = [], []
+        for step, name in enumerate(presets):
+            if step:
+                page.page.click(f"#presets button[data-preset={name}]")
+                page.page.wait_for_function(f"document.body.dataset.preset === '{name}'")
+                page.settle()
+            frame, count = buildings_drawn(page, f"buildings-{'-'.join(presets[:step + 1])}")
+            frames.append(frame)
+            counts.append(count)
+        # back where it started, the page draws what it drew on loading that preset
+        changed = differs(frames[0], frames[-1])
+        print(f"\npixels of GIS buildings, {' -> '.join(presets)}: {counts}; {changed:.2%} changed on the way back")
+        assert page.errors == []
+        # muted in the utility preset, they still cover a good part of the district
+        assert all(count > 20_000 for count in counts), counts
+        assert changed < 0.002
+    finally:
+        page.close()
+
+
+def test_see_through_ground_keeps_the_planning_buildings_drawn(browser, live_server):
+    page = CityPage(browser, f"{live_server.url}/")
+    try:
+        page.settle()
+        opaque = page.pixels("planning-opaque-ground")
+        page.page.fill("#ground-opacity", "50")
+        page.settle()
+        _, count = buildings_drawn(page, "buildings-planning-see-through-ground")
+        page.page.fill("#ground-opacity", "100")
+        page.settle()
+        # opaque again, the buildings are prisms from sea level again, not lifted by the ground's height
+        changed = differs(opaque, page.pixels("planning-opaque-ground-again"))
+        assert page.errors == []
+        assert count > 20_000
+        assert changed < 0.002
     finally:
         page.close()
 

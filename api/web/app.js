@@ -83,6 +83,17 @@
   }
   PipeLayer.layerName = 'PipeLayer';
 
+  // A layer that loses the TerrainExtension keeps the terrain mode it had (state.terrainDrawMode),
+  // and deck.gl's terrain effect lifts every layer with a mode by the ground's height: the
+  // buildings, prisms from sea level again back from the utility preset or see-through ground,
+  // would float a ground's height above it. Off the terrain, they forget the mode.
+  class OffTerrain extends core.LayerExtension {
+    updateState() {
+      if (this.state.terrainDrawMode) this.state.terrainDrawMode = null;
+    }
+  }
+  OffTerrain.extensionName = 'OffTerrain';
+
   const classes = Object.assign({}, core, {TerrainExtension: core._TerrainExtension, PipeLayer});
   const converter = new JSONConverter({configuration: {classes, functions,
     enumerations: {COORDINATE_SYSTEM: core.COORDINATE_SYSTEM}}});
@@ -174,20 +185,38 @@
       if (id === 'sensors') triggers.getFillColor = [preset, live.version];
       extra.updateTriggers = triggers;
       if (id === 'bim' && softwareGL) extra._subLayerProps = {scenegraph: {_lighting: 'flat'}};
-      if (id === 'buildings') {
-        if (!groundIsOpaque() && !layer.props.extensions.some(e => e instanceof core._TerrainExtension)) {
+      if (id === 'buildings' && !layer.props.extensions.some(e => e instanceof core._TerrainExtension)) {
+        if (!groundIsOpaque()) {
           // seen through the ground, a prism from sea level would show: stand on the terrain
           extra.extensions = [...layer.props.extensions, new core._TerrainExtension()];
           extra.getElevation = f => f.properties.height_m || (f.properties.floors || 1) * 3;
           extra.updateTriggers = {...triggers, getElevation: [preset, 'on-terrain']};
+        } else {
+          extra.extensions = [...layer.props.extensions, new OffTerrain()];
         }
       }
       return layer.clone(extra);
     });
   }
 
+  // deck.gl adds its terrain effect, which lifts what has the TerrainExtension onto the drawn
+  // terrain, when a layer is created with the extension, not when a layer already drawn gains it.
+  // The buildings gain it on a switch from planning to utility and when the ground turns
+  // see-through; with no effect they are drawn nowhere. The page then adds the effect as the
+  // extension would have: once (its shader module goes into every layer), and only then, so a
+  // first frame without the extension does not pay for it.
+  let terrainEffect = false;
+  function addTerrainEffect(next) {
+    if (terrainEffect || !deckgl.effectManager) return;  // before the deck has its device, every layer is new
+    const extension = next.flatMap(layer => layer.props.extensions).find(e => e instanceof core._TerrainExtension);
+    if (!extension) return;
+    extension.initializeState.call({context: {deck: deckgl}}, deckgl.layerManager.context, extension);
+    terrainEffect = true;
+  }
+
   function render() {
     layers = buildLayers();
+    addTerrainEffect(layers);
     deckgl.setProps({layers});
   }
 
