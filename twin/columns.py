@@ -36,6 +36,7 @@ TRUE_WORDS = {"true", "t", "yes", "y", "1", "是", "有", "smart", "智能", "�
 WORKERS = min(os.cpu_count() or 1, 4)  # threads for shapely's vectorised work (reading a table in two halves
 # at once was slower: SQLite and GDAL do not overlap well)
 SMALL = 5_000  # tables up to this many rows are read with sqlite3 (GDAL's open costs more than the read)
+PARALLEL_COUNT = 50_000  # tables from this many rows are counted by WORKERS threads, a range of fids each
 
 
 def gpkg_geometries(blobs: Sequence[bytes | None]) -> np.ndarray:
@@ -438,6 +439,19 @@ class LayerColumns:
                             f"WHEN typeof(\"{c}\") = 'text' THEN lower(trim(\"{c}\")) IN ({words}) ELSE 0 END)")
 
                 terms = [f"sum({' AND '.join(truth(c) for c in cond)})" if cond else "count(*)" for cond in conditions]
-                row = conn.execute(f'SELECT {", ".join(terms)} FROM "{record.table}"').fetchone()
-                counts = [total + int(v or 0) for total, v in zip(counts, row)]
+                query = f'SELECT {", ".join(terms)} FROM "{record.table}"'
+                if record.feature_count < PARALLEL_COUNT or WORKERS < 2:
+                    rows = [conn.execute(query).fetchone()]
+                else:  # a big table is counted in fid ranges at once, as PostgreSQL's parallel scan does
+                    # one aggregate per SELECT: SQLite reads min() and max() of a key off the b-tree only then
+                    first, last = conn.execute(f'SELECT (SELECT min(fid) FROM "{record.table}"), '
+                                               f'(SELECT max(fid) FROM "{record.table}")').fetchone()
+                    cuts = np.linspace(first, last + 1, WORKERS + 1).astype(np.int64).tolist()
+                    rows = in_parallel(lambda k: self._count_range(query, cuts[k], cuts[k + 1]), list(range(WORKERS)))
+                for row in rows:
+                    counts = [total + int(v or 0) for total, v in zip(counts, row)]
         return counts
+
+    def _count_range(self, query: str, start: int, stop: int) -> tuple:
+        with self._connect() as conn:  # this thread's own connection: SQLite counts while the others do
+            return conn.execute(f"{query} WHERE fid >= ? AND fid < ?", (start, stop)).fetchone()
