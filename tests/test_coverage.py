@@ -255,3 +255,38 @@ def test_the_sums_go_with_their_layer_version(tmp_path):
     assert fallback.line_lengths("pipe", "test") is None
     after = compute("pipeline_monitoring", fallback, options=options)
     assert after.denominator < before.denominator and after.value > 0
+
+
+def test_shares_from_the_counts_made_at_ingest_agree_with_counting_the_rows(city, tmp_path):
+    """Smart lamps and metered buildings over the whole city come from the flag counts the GeoPackage keeps
+    per layer version; counting the rows (a store without them, or they deleted) gives the same."""
+    import sqlite3
+
+    from twin.indicators import ModelData, Options, compute
+    from twin.store.measures import FLAG_COUNTS
+
+    rng = np.random.default_rng(3)
+    x, y = YANTAI_X, YANTAI_Y
+    words = [True, False, None, "是", "no"]
+    lamps = [{"geometry": point(x + k, y), "properties": {"smart": words[k % 5]}} for k in range(97)]
+    city.ingest(write_geojson(tmp_path / "lamps.geojson", lamps), "lamp")
+    city.ingest(write_geojson(tmp_path / "more-lamps.geojson", lamps[:13]), "lamp", layer="old_lamp")
+    buildings = [{"geometry": square(x + 20 * k, y + 100, 10),
+                  "properties": {"energy_key": bool(rng.integers(2)) if k % 7 else None,
+                                 "energy_metered": bool(rng.integers(2)), "energy_note": "yes" if k % 3 else "no"}}
+                 for k in range(60)]
+    city.ingest(write_geojson(tmp_path / "buildings.geojson", buildings), "building")
+    frames = {kind: gpd.GeoDataFrame(pd.concat([city.features(r.name) for r in city.layers_of_kind(kind)],
+                                               ignore_index=True), crs=city.crs) for kind in ("lamp", "building")}
+    read = ModelData(city.crs, frames)
+    options = Options(explain=False)
+    for name in ("smart_lighting", "energy_metering"):
+        ours, reference = compute(name, ModelData.from_city(city), options=options), compute(name, read, options=options)
+        assert (ours.numerator, ours.denominator) == (reference.numerator, reference.denominator), name
+    assert compute("smart_lighting", read, options=options).denominator == 110
+    if city.store.url.startswith("geopackage:"):
+        with sqlite3.connect(city.store.path) as conn:
+            assert conn.execute(f"SELECT count(DISTINCT table_name) FROM {FLAG_COUNTS}").fetchone()[0] == 3
+            conn.execute(f"DELETE FROM {FLAG_COUNTS}")
+        again = compute("energy_metering", ModelData.from_city(city), options=options)
+        assert (again.numerator, again.denominator) == (reference.numerator, reference.denominator)

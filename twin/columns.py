@@ -28,7 +28,7 @@ import shapely
 
 from twin.store import LayerRecord, Store
 from twin.store.geopackage import pooled_reader
-from twin.store.measures import LINE_LENGTHS, LineLength
+from twin.store.measures import FLAG_COUNTS, LINE_LENGTHS, LineLength
 
 __all__ = ["GeometryColumn", "LayerColumns", "LookedUp", "TRUE_WORDS", "gpkg_geometries", "in_parallel", "split_work"]
 
@@ -426,7 +426,15 @@ class LayerColumns:
             return None
         counts = [0] * len(conditions)
         with self._connect() as conn:
+            stored = bool(conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (FLAG_COUNTS,)).fetchone())
             for record in self.records:
+                combos = [(json.loads(flags), n) for flags, n in conn.execute(
+                    f"SELECT flags, count FROM {FLAG_COUNTS} WHERE table_name = ?", (record.table,))] if stored else []
+                if combos and all(c in combos[0][0] for cond in conditions for c in cond):
+                    # counted at ingest (twin.store.measures): true is true, false and null are not
+                    counts = [total + sum(n for flags, n in combos if all(flags[c] is True for c in cond))
+                              for total, cond in zip(counts, conditions)]
+                    continue
                 declared = {row[1]: row[2].upper() for row in conn.execute(f'PRAGMA table_info("{record.table}")')}
                 if any(c not in declared for cond in conditions for c in cond):
                     return None

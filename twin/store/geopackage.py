@@ -45,7 +45,7 @@ from twin.store import (
     uniform_geometries,
     version_tables,
 )
-from twin.store.measures import LINE_LENGTHS, line_lengths
+from twin.store.measures import FLAG_COUNTS, LINE_LENGTHS, flag_counts, line_lengths
 
 __all__ = ["GeoPackageStore"]
 
@@ -307,8 +307,9 @@ class GeoPackageStore:
 
     def _index_version(self, table: str, frame: gpd.GeoDataFrame) -> None:
         """What readers look up in a new layer version besides its R-tree: features by `uid` (a sensor's
-        `pipe_id`, a feature's page) and, for lines, the length sums (twin.store.measures)."""
-        sums = line_lengths(frame)
+        `pipe_id`, a feature's page), for lines the length sums, and the counts of its true/false columns
+        (twin.store.measures)."""
+        sums, flags = line_lengths(frame), flag_counts(frame)
         with closing(self._connect()) as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -320,6 +321,11 @@ class GeoPackageStore:
                     conn.execute(f"DELETE FROM {LINE_LENGTHS} WHERE table_name = ?", (table,))
                     conn.executemany(f"INSERT INTO {LINE_LENGTHS} VALUES (?, ?, ?, ?, ?)",
                                      [(table, *row) for row in sums])
+                if flags is not None:
+                    conn.execute(f"CREATE TABLE IF NOT EXISTS {FLAG_COUNTS} (table_name TEXT NOT NULL, "
+                                 f"flags TEXT NOT NULL, count INTEGER NOT NULL)")
+                    conn.execute(f"DELETE FROM {FLAG_COUNTS} WHERE table_name = ?", (table,))
+                    conn.executemany(f"INSERT INTO {FLAG_COUNTS} VALUES (?, ?, ?)", [(table, *row) for row in flags])
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -404,8 +410,9 @@ class GeoPackageStore:
         for col in geom_cols:
             conn.execute(f'DROP TABLE IF EXISTS "rtree_{table}_{col}"')
         conn.execute(f'DROP TABLE IF EXISTS "{table}"')
-        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (LINE_LENGTHS,)).fetchone():
-            conn.execute(f"DELETE FROM {LINE_LENGTHS} WHERE table_name = ?", (table,))
+        for measures in (LINE_LENGTHS, FLAG_COUNTS):
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (measures,)).fetchone():
+                conn.execute(f"DELETE FROM {measures} WHERE table_name = ?", (table,))
         for meta in ("gpkg_geometry_columns", "gpkg_extensions", "gpkg_ogr_contents", "gpkg_contents"):
             exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (meta,)).fetchone()
             if exists:

@@ -1,14 +1,16 @@
 """What the store measures once, when a layer version is written, so reports need not read it all.
 
 A line layer's total length, and its length per `utility` (water, storm, sewage, ...), are
-what the pipe indicators divide by. Summing a million segment lengths means reading a
-million geometries; the store has them in hand at ingest, so it sums them there and keeps
-the sums beside the layer version (`LINE_LENGTHS`), dropped with it. A layer version never
-changes once written, so the sums never go stale.
+what the pipe indicators divide by; how many lamps are smart, or buildings metered, is
+what the shares count. Summing a million segment lengths means reading a million
+geometries; the store has them in hand at ingest, so it sums and counts them there and
+keeps the results beside the layer version (`LINE_LENGTHS`, `FLAG_COUNTS`), dropped with
+it. A layer version never changes once written, so they never go stale.
 """
 
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
 
 import geopandas as gpd
@@ -16,11 +18,12 @@ import numpy as np
 import pandas as pd
 import shapely
 
-__all__ = ["LINE_LENGTHS", "LINE_LENGTHS_BY", "LineLength", "line_lengths"]
+__all__ = ["FLAG_COUNTS", "LINE_LENGTHS", "LINE_LENGTHS_BY", "LineLength", "flag_counts", "line_lengths"]
 
 LINE_LENGTHS = "twin_line_lengths"
 LINE_LENGTHS_BY = "utility"  # the column lengths are summed by, when the layer has it
-_LINE_TYPES = {"LineString", "MultiLineString"}
+FLAG_COUNTS = "twin_flag_counts"
+MAX_FLAGS = 8  # true/false columns of a layer counted together (3^8 combinations at most)
 
 
 class LineLength(NamedTuple):
@@ -63,3 +66,24 @@ def line_lengths(frame: gpd.GeoDataFrame) -> list[LineLength] | None:
     order = sorted((k for k in range(groups) if k < len(values) or (codes == len(values)).any()),
                    key=lambda k: (names[k] is None, names[k] or ""))
     return [LineLength(LINE_LENGTHS_BY, names[k], int(segments[k]), float(totals[k])) for k in order]
+
+
+def flag_counts(frame: gpd.GeoDataFrame) -> list[tuple[str, int]] | None:
+    """How many features have each combination of values of the layer's true/false columns, as
+    (JSON object of column -> true, false or null, count); None when it has none (or too many).
+
+    Examples
+    --------
+    >>> frame = gpd.GeoDataFrame({"smart": [True, True, False, None], "lit": [True, False, True, True]},
+    ...                          geometry=[shapely.Point(k, 0) for k in range(4)])
+    >>> flag_counts(frame.astype({"smart": "boolean"}))
+    [('{"smart": false, "lit": true}', 1), ('{"smart": null, "lit": true}', 1), \
+('{"smart": true, "lit": false}', 1), ('{"smart": true, "lit": true}', 1)]
+    """
+    flags = [c for c in frame.columns if c != frame.geometry.name and pd.api.types.is_bool_dtype(frame[c].dtype)]
+    if not flags or len(flags) > MAX_FLAGS or not len(frame):
+        return None
+    combos = frame[flags].astype("boolean").value_counts(dropna=False)
+    rows = [(json.dumps({c: (None if v is pd.NA else bool(v)) for c, v in zip(flags, values)}), int(n))
+            for values, n in combos.items()]
+    return sorted(rows)
