@@ -560,7 +560,7 @@ def main() -> int:
     print()
     print(f"coverage indicators x{args.scale:g}: median of up to {args.repeat} runs ({QUICK_ROUNDS} for milliseconds); "
           f"PostGIS discs quad_segs={args.quad_segs}")
-    print(f"{'indicator':26} {'value':>12} {'ours s':>8} {'PostGIS s':>10} {'ratio':>6} {'agree':>6}  "
+    print(f"{'indicator':26} {'value':>12} {'ours s':>9} {'PostGIS s':>10} {'ratio':>6} {'agree':>6}  "
           f"{'difference (ours - PostGIS)':34} {'with gap s':>10}")
     missed = []
     for name in names:
@@ -570,8 +570,8 @@ def main() -> int:
         ratio = r["ours"] / pg_s if pg_s else None
         ok, diff = agreement(name, r["result"], r["row"], args.quad_segs) if "row" in r and r["result"] is not None \
             else (None, "")
-        print(f"{name:26} {value if value is not None else float('nan'):12.6f} {r['ours']:8.3f} "
-              f"{pg_s if pg_s is not None else float('nan'):10.3f} "
+        print(f"{name:26} {value if value is not None else float('nan'):12.6f} {r['ours']:9.5f} "
+              f"{pg_s if pg_s is not None else float('nan'):10.5f} "
               f"{ratio if ratio is not None else float('nan'):6.2f} {'yes' if ok else ('-' if ok is None else 'NO'):>6}  "
               f"{diff:34} {r.get('explain', float('nan')):10.2f}")
         if r["ours"] > TARGET_S or (ratio is not None and ratio > 1.0) or ok is False:
