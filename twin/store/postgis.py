@@ -7,10 +7,11 @@ cities that several processes and machines serve and write at once:
   city's folder). Its layout is created and upgraded by numbered migrations recorded in
   ``twin_schema_migrations``.
 - **A layer swap is one transaction.** The new version is written in full to its own
-  table (``pipe_v3``, `twin.store.table_name`: binary COPY, then a GiST index on the geometry),
-  and the same transaction points the catalogue row at it and drops the old table (a table
-  that a catalogue row points at is never dropped). Readers keep
-  reading the old version until the commit; a killed writer's transaction is rolled back
+  table (``pipe_v3``, `twin.store.table_name`: binary COPY, then a GiST index on the geometry,
+  an index on ``uid``, and for lines its length per utility in ``twin_line_lengths``,
+  `twin.store.measures`), and the same transaction points the catalogue row at it and drops
+  the old table and its sums (a table that a catalogue row points at is never dropped).
+  Readers keep reading the old version until the commit; a killed writer's transaction is rolled back
   by the server, so the previous version stays. Writers of one layer queue on an
   advisory lock, so versions never collide.
 - **Observations** go to a table partitioned by month of their time (partitions made on
@@ -67,6 +68,7 @@ from twin.store import (
     uniform_geometries,
     version_tables,
 )
+from twin.store.measures import LINE_LENGTHS, line_lengths
 
 __all__ = ["PostgisStore", "parse_store_url", "redact_url", "schema_name_for", "CommitHook"]
 
@@ -103,6 +105,11 @@ CREATE TABLE {s}.twin_status (layer text NOT NULL, uid text NOT NULL, status tex
 CREATE TABLE {s}.twin_events (id bigserial PRIMARY KEY, time text NOT NULL, layer text NOT NULL, uid text NOT NULL,
   status text NOT NULL, previous text, sensor text, value double precision);
 CREATE TABLE {s}.twin_ingest_counts (outcome text PRIMARY KEY, count bigint NOT NULL);
+"""),
+    (2, "length sums per utility of each line layer version (twin.store.measures)", """
+CREATE TABLE {s}.twin_line_lengths (table_name text NOT NULL, by_column text, value text, segments bigint NOT NULL,
+  length_m double precision NOT NULL);
+CREATE INDEX ON {s}.twin_line_lengths (table_name);
 """),
 ]
 
@@ -486,14 +493,18 @@ class PostgisStore:
         """Drop those of `tables` that no catalogue row points at (a city made by an older twin may have
         two layers pointing at one table)."""
         held = self._held_tables(conn)
-        for table in dict.fromkeys(tables):
-            if table not in held:
-                conn.execute(self._q("DROP TABLE IF EXISTS {s}.{t}", t=table))
+        dropped = [table for table in dict.fromkeys(tables) if table not in held]
+        for table in dropped:
+            conn.execute(self._q("DROP TABLE IF EXISTS {s}.{t}", t=table))
+        if dropped:
+            conn.execute(self._q(f"DELETE FROM {{s}}.{LINE_LENGTHS} WHERE table_name = ANY(%s)"), [dropped])
 
     def replace_features(self, record: LayerRecord, frame: gpd.GeoDataFrame,
                          progress: Progress | None = None, changed: list[Bounds] | None = None) -> LayerRecord:
-        """Write `frame` as a new versioned table and swap it in, all in one transaction."""
+        """Write `frame` as a new versioned table, its uid index and length sums (twin.store.measures),
+        and swap it in, all in one transaction."""
         import psycopg
+        from psycopg import sql
 
         frame, geometry_type = uniform_geometries(frame)
         geometry_name = frame.geometry.name
@@ -508,6 +519,7 @@ class PostgisStore:
                 pg_name = f"_c{i}"
             fields.append({"name": column.name, "column": pg_name, "type": pg_type, "copy": copy_type, "read": read})
         geoms = np.asarray(frame.geometry.values, dtype=object)
+        sums = line_lengths(frame)
         srid = self._srid(frame.crs or record.crs)
         column_type = _geometry_column(geometry_type, srid)
         try:
@@ -517,6 +529,7 @@ class PostgisStore:
                 record.table = table_name(record.name, record.version)
                 target = self._q("{s}.{t}", t=record.table)
                 conn.execute(self._q("DROP TABLE IF EXISTS {s}.{t}", t=record.table))
+                conn.execute(self._q(f"DELETE FROM {{s}}.{LINE_LENGTHS} WHERE table_name = %s"), [record.table])
                 columns = ", ".join(f'{_ident(f["column"])} {f["type"]}' for f in fields)
                 conn.execute(self._q(f"CREATE TABLE {{s}}.{{t}} (fid bigint NOT NULL, "
                                      f"{columns + ', ' if columns else ''}geom {column_type})", t=record.table))
@@ -540,6 +553,13 @@ class PostgisStore:
                             progress(n)
                 conn.execute(sql_format("ALTER TABLE {} ADD PRIMARY KEY (fid)", target))
                 conn.execute(sql_format("CREATE INDEX ON {} USING gist (geom)", target))
+                uid = next((f for f in fields if f["name"] == "uid"), None)
+                if uid is not None:  # a sensor's pipe_id, a feature's page: features looked up by uid
+                    conn.execute(sql_format("CREATE INDEX ON {} ({})", target, sql.Identifier(uid["column"])))
+                if sums is not None:
+                    with conn.cursor() as cur:
+                        cur.executemany(self._q(f"INSERT INTO {{s}}.{LINE_LENGTHS} VALUES (%s, %s, %s, %s, %s)"),
+                                        [(record.table, *row) for row in sums])
                 conn.execute(sql_format("ANALYZE {}", target))
                 self._swap(conn, record, changed, {"geometry": geometry_name, "columns": [
                     {k: f[k] for k in ("name", "column", "read")} for f in fields]})
