@@ -68,7 +68,7 @@ from twin.store import (
     uniform_geometries,
     version_tables,
 )
-from twin.store.measures import LINE_LENGTHS, line_lengths
+from twin.store.measures import LINE_LENGTHS, LineLength, line_lengths
 
 __all__ = ["PostgisStore", "parse_store_url", "redact_url", "schema_name_for", "CommitHook"]
 
@@ -456,6 +456,71 @@ class PostgisStore:
         frame = pa.table(arrays).to_pandas(self_destruct=True) if arrays else pd.DataFrame(index=range(n))
         geoms = shapely.from_wkb(np.array(columns[-1] + [None], dtype=object)[:-1])
         return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms, index=frame.index), crs=record.crs)
+
+    def line_lengths(self, tables: Sequence[str]) -> dict[str, list[LineLength]]:
+        """The length sums written with each of these layer versions (twin.store.measures), by table;
+        a table without sums (not lines, or written by an older twin) is left out."""
+        with self._connection() as conn:
+            rows = conn.execute(self._q(
+                f"SELECT table_name, by_column, value, segments, length_m FROM {{s}}.{LINE_LENGTHS} "
+                f'WHERE table_name = ANY(%s) ORDER BY table_name, value IS NULL, value COLLATE "C"'),
+                [list(tables)]).fetchall()
+        sums: dict[str, list[LineLength]] = {}
+        for table, *row in rows:
+            sums.setdefault(table, []).append(LineLength(row[0], row[1], int(row[2]), float(row[3])))
+        return sums
+
+    def look_up(self, table: str, columns: Sequence[str], *, uids: Sequence[str] = (),
+                near: tuple[np.ndarray, float] | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray] | None:
+        """The features of one layer version whose `uid` is one of `uids`, or whose box comes within
+        `near[1]` of one of the points `near[0]` (an (n, 2) array), through the uid and GiST indexes:
+        their `columns` (those the table has), geometries and fids, by fid. None when the table is
+        gone (swapped since) or has no uid index (written by an older twin): read it instead."""
+        import psycopg
+        from psycopg import sql
+
+        target = sql.Identifier(self.schema, table)
+        with self._connection() as conn:
+            row = conn.execute(self._q(f'SELECT fields FROM {{s}}.{CATALOGUE} WHERE "table" = %s'), [table]).fetchone()
+            fields = (row[0] or {}).get("columns", []) if row else []
+            uid = next((f for f in fields if f["name"] == "uid"), None)
+            if uid is None or uid["read"] != "string":
+                return None
+            indexed = conn.execute(
+                "SELECT count(DISTINCT a.attname) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                "AND a.attnum = i.indkey[0] WHERE i.indrelid = to_regclass(%s) AND a.attname IN (%s, 'geom')",
+                [target.as_string(conn), uid["column"]]).fetchone()[0]
+            if indexed < 2:
+                return None
+            asked = {name: k for k, name in reversed(list(enumerate(columns)))}
+            wanted = sorted((f for f in fields if f["name"] in asked), key=lambda f: asked[f["name"]])
+            hits, params = [], []
+            if len(uids):
+                hits.append(sql.SQL("SELECT fid FROM {} WHERE {} = ANY(%s::text[])").format(
+                    target, sql.Identifier(uid["column"])))
+                params.append([str(u) for u in uids])
+            if near is not None and len(near[0]):
+                xy = np.asarray(near[0], dtype=float).reshape(-1, 2)
+                hits.append(sql.SQL(
+                    "SELECT t.fid FROM unnest(%s::float8[], %s::float8[]) AS p(x, y) JOIN {} AS t ON t.geom && "
+                    "ST_Expand(ST_SetSRID(ST_MakePoint(p.x, p.y), (SELECT ST_SRID(geom) FROM {} "
+                    "WHERE geom IS NOT NULL LIMIT 1)), %s)").format(target, target))
+                params += [xy[:, 0].tolist(), xy[:, 1].tolist(), float(near[1])]
+            select = [sql.SQL("fid"), *(sql.Identifier(f["column"]) for f in wanted), sql.SQL("geom::bytea")]
+            # fid = ANY(ARRAY(...)): the few fids found, then each row by the primary key (as fid IN (...)
+            # the planner joins them to a scan of the whole table)
+            query = sql.SQL("SELECT {} FROM {} WHERE fid = ANY(ARRAY({})) ORDER BY fid").format(
+                sql.SQL(", ").join(select), target, sql.SQL(" UNION ").join(hits or [sql.SQL("SELECT NULL::int8")]))
+            try:
+                with conn.cursor(binary=True) as cur:
+                    rows = cur.execute(query, params).fetchall()
+            except psycopg.errors.UndefinedTable:
+                return None
+        values = list(zip(*rows)) if rows else [()] * (len(wanted) + 2)
+        arrays = {f["name"]: pa.array(list(v), type=_READ_TYPES[f["read"]]) for f, v in zip(wanted, values[1:-1])}
+        frame = pa.table(arrays).to_pandas() if arrays else pd.DataFrame(index=range(len(rows)))
+        geoms = shapely.from_wkb(np.array([*values[-1], None], dtype=object)[:-1])
+        return frame, geoms, np.asarray(values[0], dtype=np.int64)
 
     def raster_path(self, name: str) -> Path:
         """The COG of a raster layer, in the city folder."""
