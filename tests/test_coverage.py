@@ -197,8 +197,8 @@ def _monitoring_city(city: City, tmp_path, rng: np.random.Generator) -> int:
 
 
 def test_monitoring_from_the_stores_sums_and_indexes_agrees_with_reading_every_pipe(city, tmp_path):
-    """On a GeoPackage city, pipeline_monitoring and combined_sewer_share over the whole city use the lengths
-    summed at ingest and the pipes looked up by uid and R-tree; reading every pipe must give the same."""
+    """pipeline_monitoring and combined_sewer_share over the whole city use the lengths summed at ingest and
+    the pipes looked up by uid and spatial index (R-tree, GiST); reading every pipe must give the same."""
     from twin.indicators import ModelData, Options, compute
 
     at = _monitoring_city(city, tmp_path, np.random.default_rng(5))
@@ -207,8 +207,8 @@ def test_monitoring_from_the_stores_sums_and_indexes_agrees_with_reading_every_p
               "sensor": city.features("sensor")}
     read = ModelData(city.crs, {k: gpd.GeoDataFrame(v, crs=city.crs) for k, v in frames.items()},
                      city.store.reporting_sensors)
-    if city.store.url.startswith("geopackage:"):
-        assert stored.line_lengths("pipe", "test") is not None, "the GeoPackage keeps the sums"
+    assert stored.line_lengths("pipe", "test") is not None, "the store keeps the sums"
+    assert stored.look_up("pipe", "test", ["uid"], uids=["pipe.M1"]) is not None, "the store looks pipes up"
     for window_h in (None, 24, 48, 0.5):
         options = Options(at_ms=at, window_ms=None if window_h is None else int(window_h * 3_600_000), explain=False)
         for name in ("pipeline_monitoring", "combined_sewer_share"):
@@ -218,6 +218,37 @@ def test_monitoring_from_the_stores_sums_and_indexes_agrees_with_reading_every_p
             assert _close(ours.details, reference.details), (name, window_h, ours.details, reference.details)
     installed = compute("pipeline_monitoring", stored, options=Options(at_ms=at, window_ms=None, explain=False))
     assert 0 < installed.value < 1 and installed.details["monitored_segments"] >= 40
+
+
+def test_pipes_looked_up_by_uid_or_near_points_are_those_reading_every_pipe_finds(city, tmp_path):
+    """The store's look-up (uid index, R-tree or GiST) finds the pipes with one of the uids or a box within reach
+    of a point, layer by layer and by fid, with the columns asked for that the layers have."""
+    from twin.indicators import ModelData
+
+    _monitoring_city(city, tmp_path, np.random.default_rng(7))
+    names = ["old_pipe", "pipe"]  # the catalogue's order
+    frames = [city.features(name) for name in names]
+    uids = [frames[1]["uid"].iloc[k] for k in (0, 5, 77)] + [frames[0]["uid"].iloc[3], "no-such-pipe"]
+    xy = np.array([[YANTAI_X + 500, YANTAI_Y + 500], [YANTAI_X + 35, YANTAI_Y - 45], [YANTAI_X - 9000, YANTAI_Y]])
+    reach = 40.0
+    looked_up = ModelData.from_city(city).look_up("pipe", "test", ["utility", "uid", "no_such_column"], uids=uids,
+                                                  near=(xy, reach))
+    expected = []
+    for layer, frame in enumerate(frames):
+        bounds = shapely.bounds(frame.geometry.values)
+        near = ((bounds[:, None, 0] <= xy[None, :, 0] + reach) & (bounds[:, None, 2] >= xy[None, :, 0] - reach)
+                & (bounds[:, None, 1] <= xy[None, :, 1] + reach) & (bounds[:, None, 3] >= xy[None, :, 1] - reach))
+        found = np.flatnonzero(frame["uid"].isin(uids).to_numpy() | near.any(axis=1))
+        expected += [(layer, int(k) + 1, frame["uid"].iloc[k]) for k in found]
+    assert len(expected) > 10 and {e[0] for e in expected} == {0, 1}
+    assert list(zip(looked_up.layer.tolist(), looked_up.fid.tolist(), looked_up.frame["uid"])) == expected
+    assert list(looked_up.frame.columns) == ["utility", "uid"]
+    utilities = [None if layer == 0 or pd.isna(u := frames[1]["utility"].iloc[fid - 1]) else u
+                 for layer, fid, _ in expected]
+    assert [None if pd.isna(u) else u for u in looked_up.frame["utility"]] == utilities
+    assert any(utilities) and not all(utilities)
+    assert shapely.equals(looked_up.geoms.geometries(),
+                          [frames[layer].geometry.iloc[fid - 1] for layer, fid, _ in expected]).all()
 
 
 def _close(a, b) -> bool:

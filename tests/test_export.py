@@ -97,8 +97,11 @@ def _assert_same(a: dict, b: dict) -> None:
 
 
 def test_export_moves_a_city_into_postgis_and_back_with_every_count_checked(tmp_path, postgis_url, pipe_spec):
+    from twin.indicators import ModelData
+
     city = _live_city(tmp_path / "city", tmp_path, pipe_spec)
     before = _everything(city)
+    sums = ModelData.from_city(city).line_lengths("pipe", "test")
     assert len(before["events"]) >= 3 and before["counts"]["bad_value"] == 2
     url = fresh_schema_url(postgis_url)
     moved = run("export", city.root, "--to", url)
@@ -107,6 +110,8 @@ def test_export_moves_a_city_into_postgis_and_back_with_every_count_checked(tmp_
     in_postgis = City.open(city.root)
     assert in_postgis.config.store.startswith("postgresql://")
     _assert_same(before, _everything(in_postgis))
+    assert sums and ModelData.from_city(in_postgis).line_lengths("pipe", "test") == sums, \
+        "the PostGIS copy sums the pipes as the GeoPackage did"
     ground = run("ground", city.root, YANTAI_X, YANTAI_Y)
     assert ground.returncode == 0 and float(ground.stdout) == pytest.approx(105.0, abs=0.01)
     # later writes go to PostGIS, and the ids and versions carry on

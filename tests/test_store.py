@@ -264,10 +264,63 @@ def test_a_postgis_city_has_its_schema_migrations_a_gist_index_and_a_typed_geome
                                    "c.relname = 'twin_observations'", [schema]).fetchone()
     assert versions == [m[0] for m in MIGRATIONS]
     assert any("USING gist (geom)" in d for d in indexes)
+    assert any("USING btree (uid)" in d for d in indexes), "features are looked up by uid"
     assert column == ("LINESTRING", 4549)
     assert partitioned == ("r",), "observations are range-partitioned by time"
     # opening it again migrates nothing and keeps the layers
     assert City.open(city.root).layer("pipe").feature_count == 3
+
+
+def _line_lengths(city: City) -> dict[str, float]:
+    with city.store._connection() as conn:
+        rows = conn.execute(f'SELECT table_name, sum(length_m) FROM "{city.store.schema}".twin_line_lengths '
+                            f'GROUP BY table_name').fetchall()
+    return {table: total for table, total in rows}
+
+
+def test_a_postgis_layer_version_keeps_its_length_sums_until_it_is_replaced_or_deleted(tmp_path, postgis_url):
+    from conftest import fresh_schema_url
+
+    city = City.init(tmp_path / "c", "EPSG:4549", store=fresh_schema_url(postgis_url))
+    city.ingest(write_geojson(tmp_path / "p.geojson", pipe_features(3)), "pipe")
+    city.ingest(write_geojson(tmp_path / "l.geojson", [{"geometry": {"type": "Point", "coordinates": [YANTAI_X,
+                                                                                                    YANTAI_Y]}}]),
+                "lamp")
+    assert _line_lengths(city) == {"pipe_v1": pytest.approx(300.0)}, "lines only"
+    city.ingest(write_geojson(tmp_path / "p.geojson", pipe_features(5)), "pipe")
+    assert _line_lengths(city) == {"pipe_v2": pytest.approx(500.0)}
+    city.delete("pipe")
+    assert _line_lengths(city) == {}
+
+
+def test_a_postgis_city_from_before_the_sums_gets_their_table_and_reads_its_pipes_until_they_are_written_again(
+        tmp_path, postgis_url):
+    from conftest import fresh_schema_url
+    from twin.indicators import ModelData
+    from twin.store import postgis
+
+    city = City.init(tmp_path / "c", "EPSG:4549", store=fresh_schema_url(postgis_url))
+    city.ingest(write_geojson(tmp_path / "p.geojson", pipe_features(3)), "pipe")
+    uid = city.features("pipe")["uid"].iloc[1]
+    schema = city.store.schema
+    with city.store._connection() as conn:  # as a twin before migration 2 left it
+        conn.execute(f'DROP TABLE "{schema}".twin_line_lengths')
+        conn.execute(f'DELETE FROM "{schema}".twin_schema_migrations WHERE version >= 2')
+        for (index,) in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = "
+                                     "'pipe_v1' AND indexdef LIKE '%%(uid)'", [schema]).fetchall():
+            conn.execute(f'DROP INDEX "{schema}"."{index}"')
+    postgis._READY.clear()  # as a new process would, check the schema's migrations again
+    old = City.open(city.root)
+    with old.store._connection() as conn:
+        versions = [r[0] for r in conn.execute(f'SELECT version FROM "{schema}".twin_schema_migrations')]
+    assert versions == [m[0] for m in postgis.MIGRATIONS]
+    data = ModelData.from_city(old)
+    assert data.line_lengths("pipe", "test") is None and data.look_up("pipe", "test", ["uid"], uids=[uid]) is None, \
+        "no sums, no uid index: the indicators read the pipes"
+    old.ingest(write_geojson(tmp_path / "p.geojson", pipe_features(3)), "pipe")
+    data = ModelData.from_city(old)
+    assert sum(row.length_m for row in data.line_lengths("pipe", "test")) == pytest.approx(300.0)
+    assert data.look_up("pipe", "test", ["uid"], uids=[uid]).frame["uid"].tolist() == [uid]
 
 
 def test_observations_land_in_monthly_partitions_made_on_demand(tmp_path, postgis_url):

@@ -4,7 +4,9 @@ An indicator over a million pipe segments needs their `uid`, `utility` and geome
 their material, diameter and depth; a share of smart lamps needs two numbers, not 200,000
 rows. `LayerColumns` reads the layers of one kind that way. On the GeoPackage store it
 reads the layer tables directly (pyogrio's Arrow reader for large tables, SQLite for small
-ones and for counts); on any other store it asks `Store.read_features` for the columns.
+ones and for counts). On PostGIS it reads the length sums and looks features up through the
+store's own methods (`PostgisStore.line_lengths`, `PostgisStore.look_up`), and reads the
+rest with `Store.read_features`, as on any other store.
 """
 
 from __future__ import annotations
@@ -259,6 +261,7 @@ class LayerColumns:
         self.records = list(records)
         self.crs = crs
         self._gpkg = getattr(store, "path", None) if type(store).__name__ == "GeoPackageStore" else None
+        self._postgis = store if type(store).__name__ == "PostgisStore" else None
 
     @staticmethod
     def catalogue(store: Store) -> list[LayerRecord]:
@@ -357,6 +360,11 @@ class LayerColumns:
     def line_lengths(self) -> list[LineLength] | None:
         """The length sums the store made when it wrote each layer of the kind (twin.store.measures);
         None when a layer has none (not lines, an older city, or a store that makes none)."""
+        if self._postgis is not None:
+            by_table = self._postgis.line_lengths([record.table for record in self.records])
+            if any(record.table not in by_table for record in self.records):
+                return None
+            return [row for record in self.records for row in by_table[record.table]]
         if self._gpkg is None:
             return None
         sums: list[LineLength] = []
@@ -378,6 +386,8 @@ class LayerColumns:
         million pipes without reading the others. Their `columns` and geometries, in the order the
         kind's features are read (layer by layer, then by fid). None when the store has no such
         indexes (read the whole kind instead)."""
+        if self._postgis is not None:
+            return self._look_up_postgis(columns, uids, near)
         if self._gpkg is None:
             return None
         parts = []
@@ -415,6 +425,19 @@ class LayerColumns:
         layer = np.concatenate([np.full(len(p[1]), p[0], dtype=np.int64) for p in parts])
         fid = np.concatenate([p[1]["fid"].to_numpy(dtype=np.int64) for p in parts])
         return LookedUp(frame, GeometryColumn(geoms), layer, fid)
+
+    def _look_up_postgis(self, columns: Sequence[str], uids: Sequence[str],
+                         near: tuple[np.ndarray, float] | None) -> "LookedUp | None":
+        parts = []
+        for order, record in enumerate(self.records):
+            found = self._postgis.look_up(record.table, columns, uids=uids, near=near)
+            if found is None:
+                return None
+            parts.append((order, *found))
+        frame = pd.concat([p[1] for p in parts], ignore_index=True)
+        geoms = np.concatenate([p[2] for p in parts])
+        layer = np.concatenate([np.full(len(p[3]), p[0], dtype=np.int64) for p in parts])
+        return LookedUp(frame, GeometryColumn(geoms), layer, np.concatenate([p[3] for p in parts]))
 
     def count_rows(self, conditions: Sequence[Sequence[str]]) -> list[int] | None:
         """For each list of columns, how many features have all of them true (no columns: all features).

@@ -7,10 +7,11 @@ cities that several processes and machines serve and write at once:
   city's folder). Its layout is created and upgraded by numbered migrations recorded in
   ``twin_schema_migrations``.
 - **A layer swap is one transaction.** The new version is written in full to its own
-  table (``pipe_v3``, `twin.store.table_name`: binary COPY, then a GiST index on the geometry),
-  and the same transaction points the catalogue row at it and drops the old table (a table
-  that a catalogue row points at is never dropped). Readers keep
-  reading the old version until the commit; a killed writer's transaction is rolled back
+  table (``pipe_v3``, `twin.store.table_name`: binary COPY, then a GiST index on the geometry,
+  an index on ``uid``, and for lines its length per utility in ``twin_line_lengths``,
+  `twin.store.measures`), and the same transaction points the catalogue row at it and drops
+  the old table and its sums (a table that a catalogue row points at is never dropped).
+  Readers keep reading the old version until the commit; a killed writer's transaction is rolled back
   by the server, so the previous version stays. Writers of one layer queue on an
   advisory lock, so versions never collide.
 - **Observations** go to a table partitioned by month of their time (partitions made on
@@ -67,6 +68,7 @@ from twin.store import (
     uniform_geometries,
     version_tables,
 )
+from twin.store.measures import LINE_LENGTHS, LineLength, line_lengths
 
 __all__ = ["PostgisStore", "parse_store_url", "redact_url", "schema_name_for", "CommitHook"]
 
@@ -103,6 +105,11 @@ CREATE TABLE {s}.twin_status (layer text NOT NULL, uid text NOT NULL, status tex
 CREATE TABLE {s}.twin_events (id bigserial PRIMARY KEY, time text NOT NULL, layer text NOT NULL, uid text NOT NULL,
   status text NOT NULL, previous text, sensor text, value double precision);
 CREATE TABLE {s}.twin_ingest_counts (outcome text PRIMARY KEY, count bigint NOT NULL);
+"""),
+    (2, "length sums per utility of each line layer version (twin.store.measures)", """
+CREATE TABLE {s}.twin_line_lengths (table_name text NOT NULL, by_column text, value text, segments bigint NOT NULL,
+  length_m double precision NOT NULL);
+CREATE INDEX ON {s}.twin_line_lengths (table_name);
 """),
 ]
 
@@ -450,6 +457,71 @@ class PostgisStore:
         geoms = shapely.from_wkb(np.array(columns[-1] + [None], dtype=object)[:-1])
         return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms, index=frame.index), crs=record.crs)
 
+    def line_lengths(self, tables: Sequence[str]) -> dict[str, list[LineLength]]:
+        """The length sums written with each of these layer versions (twin.store.measures), by table;
+        a table without sums (not lines, or written by an older twin) is left out."""
+        with self._connection() as conn:
+            rows = conn.execute(self._q(
+                f"SELECT table_name, by_column, value, segments, length_m FROM {{s}}.{LINE_LENGTHS} "
+                f'WHERE table_name = ANY(%s) ORDER BY table_name, value IS NULL, value COLLATE "C"'),
+                [list(tables)]).fetchall()
+        sums: dict[str, list[LineLength]] = {}
+        for table, *row in rows:
+            sums.setdefault(table, []).append(LineLength(row[0], row[1], int(row[2]), float(row[3])))
+        return sums
+
+    def look_up(self, table: str, columns: Sequence[str], *, uids: Sequence[str] = (),
+                near: tuple[np.ndarray, float] | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray] | None:
+        """The features of one layer version whose `uid` is one of `uids`, or whose box comes within
+        `near[1]` of one of the points `near[0]` (an (n, 2) array), through the uid and GiST indexes:
+        their `columns` (those the table has), geometries and fids, by fid. None when the table is
+        gone (swapped since) or has no uid index (written by an older twin): read it instead."""
+        import psycopg
+        from psycopg import sql
+
+        target = sql.Identifier(self.schema, table)
+        with self._connection() as conn:
+            row = conn.execute(self._q(f'SELECT fields FROM {{s}}.{CATALOGUE} WHERE "table" = %s'), [table]).fetchone()
+            fields = (row[0] or {}).get("columns", []) if row else []
+            uid = next((f for f in fields if f["name"] == "uid"), None)
+            if uid is None or uid["read"] != "string":
+                return None
+            indexed = conn.execute(
+                "SELECT count(DISTINCT a.attname) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                "AND a.attnum = i.indkey[0] WHERE i.indrelid = to_regclass(%s) AND a.attname IN (%s, 'geom')",
+                [target.as_string(conn), uid["column"]]).fetchone()[0]
+            if indexed < 2:
+                return None
+            asked = {name: k for k, name in reversed(list(enumerate(columns)))}
+            wanted = sorted((f for f in fields if f["name"] in asked), key=lambda f: asked[f["name"]])
+            hits, params = [], []
+            if len(uids):
+                hits.append(sql.SQL("SELECT fid FROM {} WHERE {} = ANY(%s::text[])").format(
+                    target, sql.Identifier(uid["column"])))
+                params.append([str(u) for u in uids])
+            if near is not None and len(near[0]):
+                xy = np.asarray(near[0], dtype=float).reshape(-1, 2)
+                hits.append(sql.SQL(
+                    "SELECT t.fid FROM unnest(%s::float8[], %s::float8[]) AS p(x, y) JOIN {} AS t ON t.geom && "
+                    "ST_Expand(ST_SetSRID(ST_MakePoint(p.x, p.y), (SELECT ST_SRID(geom) FROM {} "
+                    "WHERE geom IS NOT NULL LIMIT 1)), %s)").format(target, target))
+                params += [xy[:, 0].tolist(), xy[:, 1].tolist(), float(near[1])]
+            select = [sql.SQL("fid"), *(sql.Identifier(f["column"]) for f in wanted), sql.SQL("geom::bytea")]
+            # fid = ANY(ARRAY(...)): the few fids found, then each row by the primary key (as fid IN (...)
+            # the planner joins them to a scan of the whole table)
+            query = sql.SQL("SELECT {} FROM {} WHERE fid = ANY(ARRAY({})) ORDER BY fid").format(
+                sql.SQL(", ").join(select), target, sql.SQL(" UNION ").join(hits or [sql.SQL("SELECT NULL::int8")]))
+            try:
+                with conn.cursor(binary=True) as cur:
+                    rows = cur.execute(query, params).fetchall()
+            except psycopg.errors.UndefinedTable:
+                return None
+        values = list(zip(*rows)) if rows else [()] * (len(wanted) + 2)
+        arrays = {f["name"]: pa.array(list(v), type=_READ_TYPES[f["read"]]) for f, v in zip(wanted, values[1:-1])}
+        frame = pa.table(arrays).to_pandas() if arrays else pd.DataFrame(index=range(len(rows)))
+        geoms = shapely.from_wkb(np.array([*values[-1], None], dtype=object)[:-1])
+        return frame, geoms, np.asarray(values[0], dtype=np.int64)
+
     def raster_path(self, name: str) -> Path:
         """The COG of a raster layer, in the city folder."""
         record = self.layer(name)
@@ -486,14 +558,18 @@ class PostgisStore:
         """Drop those of `tables` that no catalogue row points at (a city made by an older twin may have
         two layers pointing at one table)."""
         held = self._held_tables(conn)
-        for table in dict.fromkeys(tables):
-            if table not in held:
-                conn.execute(self._q("DROP TABLE IF EXISTS {s}.{t}", t=table))
+        dropped = [table for table in dict.fromkeys(tables) if table not in held]
+        for table in dropped:
+            conn.execute(self._q("DROP TABLE IF EXISTS {s}.{t}", t=table))
+        if dropped:
+            conn.execute(self._q(f"DELETE FROM {{s}}.{LINE_LENGTHS} WHERE table_name = ANY(%s)"), [dropped])
 
     def replace_features(self, record: LayerRecord, frame: gpd.GeoDataFrame,
                          progress: Progress | None = None, changed: list[Bounds] | None = None) -> LayerRecord:
-        """Write `frame` as a new versioned table and swap it in, all in one transaction."""
+        """Write `frame` as a new versioned table, its uid index and length sums (twin.store.measures),
+        and swap it in, all in one transaction."""
         import psycopg
+        from psycopg import sql
 
         frame, geometry_type = uniform_geometries(frame)
         geometry_name = frame.geometry.name
@@ -508,6 +584,7 @@ class PostgisStore:
                 pg_name = f"_c{i}"
             fields.append({"name": column.name, "column": pg_name, "type": pg_type, "copy": copy_type, "read": read})
         geoms = np.asarray(frame.geometry.values, dtype=object)
+        sums = line_lengths(frame)
         srid = self._srid(frame.crs or record.crs)
         column_type = _geometry_column(geometry_type, srid)
         try:
@@ -517,6 +594,7 @@ class PostgisStore:
                 record.table = table_name(record.name, record.version)
                 target = self._q("{s}.{t}", t=record.table)
                 conn.execute(self._q("DROP TABLE IF EXISTS {s}.{t}", t=record.table))
+                conn.execute(self._q(f"DELETE FROM {{s}}.{LINE_LENGTHS} WHERE table_name = %s"), [record.table])
                 columns = ", ".join(f'{_ident(f["column"])} {f["type"]}' for f in fields)
                 conn.execute(self._q(f"CREATE TABLE {{s}}.{{t}} (fid bigint NOT NULL, "
                                      f"{columns + ', ' if columns else ''}geom {column_type})", t=record.table))
@@ -540,6 +618,13 @@ class PostgisStore:
                             progress(n)
                 conn.execute(sql_format("ALTER TABLE {} ADD PRIMARY KEY (fid)", target))
                 conn.execute(sql_format("CREATE INDEX ON {} USING gist (geom)", target))
+                uid = next((f for f in fields if f["name"] == "uid"), None)
+                if uid is not None:  # a sensor's pipe_id, a feature's page: features looked up by uid
+                    conn.execute(sql_format("CREATE INDEX ON {} ({})", target, sql.Identifier(uid["column"])))
+                if sums is not None:
+                    with conn.cursor() as cur:
+                        cur.executemany(self._q(f"INSERT INTO {{s}}.{LINE_LENGTHS} VALUES (%s, %s, %s, %s, %s)"),
+                                        [(record.table, *row) for row in sums])
                 conn.execute(sql_format("ANALYZE {}", target))
                 self._swap(conn, record, changed, {"geometry": geometry_name, "columns": [
                     {k: f[k] for k in ("name", "column", "read")} for f in fields]})
