@@ -875,9 +875,16 @@ def _farthest_point(area: shapely.Geometry, stations: np.ndarray) -> tuple[np.nd
                            max(maxy, sy.max()) + 1)
     cells = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(stations), extend_to=envelope,
                                                        ordered=True))
-    # the part of the area in each cell's box first: overlaying a cell with that is quicker than with all of it
-    near = np.array([shapely.clip_by_rect(area, *box) for box in shapely.bounds(cells)], dtype=object)
-    xy, cell = shapely.get_coordinates(shapely.intersection(cells, near), return_index=True)
+    # a cell inside the area is its own piece, one outside has none; the others are overlaid with the
+    # part of the area in the cell's box, which is quicker than with all of it
+    shapely.prepare(area)
+    inside = shapely.contains(area, cells)
+    crossing = np.flatnonzero(~inside & shapely.intersects(area, cells))
+    near = np.array([shapely.clip_by_rect(area, *box) for box in shapely.bounds(cells[crossing])], dtype=object)
+    pieces = np.concatenate([cells[inside], shapely.intersection(cells[crossing], near)])
+    owners = np.concatenate([np.flatnonzero(inside), crossing])
+    xy, piece = shapely.get_coordinates(pieces, return_index=True)
+    cell = owners[piece]
     if not len(xy):
         return stations[0], -1.0
     d = np.hypot(xy[:, 0] - stations[cell, 0], xy[:, 1] - stations[cell, 1])
