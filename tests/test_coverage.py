@@ -321,3 +321,27 @@ def test_shares_from_the_counts_made_at_ingest_agree_with_counting_the_rows(city
             conn.execute(f"DELETE FROM {FLAG_COUNTS}")
         again = compute("energy_metering", ModelData.from_city(city), options=options)
         assert (again.numerator, again.denominator) == (reference.numerator, reference.denominator)
+
+
+def test_a_city_file_replaced_under_a_running_process_is_read_afresh(tmp_path):
+    """A process keeps read connections to city.gpkg open; when the file is replaced by another one (as
+    `twin export --to city.gpkg --overwrite` does), the next read sees the new file, not the old one."""
+    import os
+    import shutil
+
+    from twin.indicators import ModelData
+
+    cities = []
+    for name, n in (("a", 3), ("b", 5)):
+        c = City.init(tmp_path / name, "EPSG:4549")
+        c.ingest(write_geojson(tmp_path / f"{name}.geojson", [{"geometry": line(YANTAI_X, YANTAI_Y + 10 * k,
+                                                                                YANTAI_X + 100, YANTAI_Y + 10 * k)}
+                                                               for k in range(n)]), "pipe")
+        cities.append(c)
+    city, other = cities
+    assert len(ModelData.from_city(city).frame("pipe", "test", ["uid"])) == 3
+    assert ModelData.from_city(city).line_lengths("pipe", "test")[0].length_m == pytest.approx(300)
+    shutil.copy(other.store.path, tmp_path / "incoming.gpkg")
+    os.replace(tmp_path / "incoming.gpkg", city.store.path)
+    assert len(ModelData.from_city(city).frame("pipe", "test", ["uid"])) == 5
+    assert ModelData.from_city(city).line_lengths("pipe", "test")[0].length_m == pytest.approx(500)

@@ -120,6 +120,7 @@ class ReaderConnection(sqlite3.Connection):
     """A pooled reader; `serial` tells it from a later one that may reuse its memory (and its id())."""
 
     serial: int = 0
+    file: tuple[int, int] = (0, 0)  # the (device, inode) it opened
 
 
 _READERS: dict[str, _Readers] = {}
@@ -140,6 +141,7 @@ def pooled_reader(path: Path | str) -> Iterator[ReaderConnection]:
     Opening one costs more than counting a few thousand rows (SQLite parses the schema of
     every layer table, R-tree and trigger first), so it is pooled like a database
     connection; SQLite sees other processes' commits and schema changes on the next query.
+    A file replaced by another (`twin export --to city.gpkg --overwrite`) is opened afresh.
     """
     key, readers = _readers(path)
     with readers.changed:
@@ -147,10 +149,15 @@ def pooled_reader(path: Path | str) -> Iterator[ReaderConnection]:
         readers.in_use += 1
         conn = readers.connections.get(threading.get_ident())
     try:
+        stat = os.stat(key)
+        if conn is not None and conn.file != (stat.st_dev, stat.st_ino):
+            conn.close()
+            conn = None
         if conn is None:
             conn = sqlite3.connect(f"file:{key}?mode=ro", uri=True, timeout=60, check_same_thread=False,
                                    factory=ReaderConnection)
             conn.serial = next(_SERIALS)
+            conn.file = (stat.st_dev, stat.st_ino)
             # read the file through the page cache's map rather than copying pages, and keep a database
             # server's worth of them (256 MB, PostgreSQL's shared_buffers in bench/postgis_cluster.py)
             conn.execute("PRAGMA mmap_size = 1073741824")
