@@ -135,6 +135,7 @@ def _panel(ax, result: IndicatorResult, districts: shapely.Geometry | None) -> N
         if _draw(ax, m.uncovered, UNCOVERED, alpha=0.8, zorder=3):
             handles.append(Patch(facecolor=UNCOVERED, alpha=0.8, label="not covered"))
         for k, (label, geom) in enumerate(m.marks.items()):
+            geom = geom() if callable(geom) else geom
             colour = UNCOVERED if label.startswith(("other", "unmonitored", "combined", "missing", "farthest")) \
                 else MARK_COLOURS[k % len(MARK_COLOURS)]
             if label == "missing sheets":

@@ -459,7 +459,8 @@ class Measured:
     area: shapely.Geometry | None = None
     covered: shapely.Geometry | None = None
     uncovered: shapely.Geometry | None = None
-    marks: dict[str, shapely.Geometry] = field(default_factory=dict)
+    # a mark may be a function that makes it, when making it costs more than a map is worth waiting for
+    marks: dict[str, shapely.Geometry | Callable[[], shapely.Geometry]] = field(default_factory=dict)
     empty_reason: str = "nothing to measure"
 
 
@@ -630,22 +631,26 @@ def pipeline_monitoring(data: ModelData, clip, target: Target, opts: Options) ->
                           "window": None if opts.window_ms is None else f"{opts.window_ms / 3_600_000:g}h",
                           "at": _iso(opts.at_ms if opts.at_ms is not None else data.now_ms or _now_ms())})
     if opts.explain:
-        geoms = data.geoms("pipe", me)
-        uids = pipes["uid"].astype(str).to_numpy()
+        uids = pipes["uid"]
         gaps = []
         off = ~watched & present
         for name in per_utility:
             sel = np.flatnonzero(off & (codes == names.index(name)))
             for k in sel[np.argsort(-lengths[sel], kind="stable")][:GAP_ITEMS]:
-                gaps.append({"uid": uids[k], "utility": name, "length_m": float(lengths[k])})
+                gaps.append({"uid": str(uids.iloc[k]), "utility": name, "length_m": float(lengths[k])})
         m.gap_items = gaps
-        on_geoms, off_geoms = geoms[watched & present], geoms[off]
-        if clip is not None:
-            on_geoms, off_geoms = shapely.intersection(on_geoms, clip), shapely.intersection(off_geoms, clip)
-        m.marks["monitored pipes"] = shapely.multilinestrings(list(shapely.get_parts(on_geoms))) \
-            if len(on_geoms) else shapely.MultiLineString()
-        m.marks["unmonitored pipes"] = shapely.multilinestrings(list(shapely.get_parts(off_geoms))) \
-            if len(off_geoms) else shapely.MultiLineString()
+
+        def lines(rows: np.ndarray) -> Callable[[], shapely.Geometry]:
+            def draw() -> shapely.Geometry:  # only a map needs the million pipes as geometry
+                geoms = data.geoms("pipe", me)[rows]
+                if clip is not None:
+                    geoms = shapely.intersection(geoms, clip)
+                return shapely.multilinestrings(list(shapely.get_parts(geoms))) if len(geoms) \
+                    else shapely.MultiLineString()
+            return draw
+
+        m.marks["monitored pipes"] = lines(watched & present)
+        m.marks["unmonitored pipes"] = lines(off)
         if clip is not None:
             m.area = clip
     return m
