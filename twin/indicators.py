@@ -16,7 +16,6 @@ squares and discs, and a city hands it its layers.
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 import time
@@ -132,19 +131,7 @@ def _load_targets(extras: list[Path | None]) -> dict[str, Target]:
     return targets
 
 
-_TOML_CACHE: dict[tuple[str, int, int], dict] = {}
-
-
 def _read_toml(path: Path) -> dict:
-    """A TOML file's tables (parsed once per version of the file: every indicator run reads the targets)."""
-    stat = path.stat()
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
-    if key not in _TOML_CACHE:
-        _TOML_CACHE[key] = _parse_toml(path)
-    return copy.deepcopy(_TOML_CACHE[key])
-
-
-def _parse_toml(path: Path) -> dict:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -628,8 +615,7 @@ def pipeline_monitoring(data: ModelData, clip, target: Target, opts: Options) ->
     m = Measured(float(lengths[watched].sum()), float(lengths.sum()), "m", empty_reason="no pipes here",
                  details={"by_utility": per_utility, "segments": int(present.sum()),
                           "monitored_segments": int((watched & present).sum()),
-                          "window": None if opts.window_ms is None else f"{opts.window_ms / 3_600_000:g}h",
-                          "at": _iso(opts.at_ms if opts.at_ms is not None else data.now_ms or _now_ms())})
+                          **_monitoring_window(data, opts)})
     if opts.explain:
         uids = pipes["uid"]
         gaps = []
@@ -682,8 +668,7 @@ def _monitoring_from_sums(data: ModelData, me: str, opts: Options) -> Measured |
                     empty_reason="no pipes here",
                     details={"by_utility": per_utility, "segments": int(sum(n for n, _ in totals.values())),
                              "monitored_segments": int((lengths > 0).sum()),
-                             "window": None if opts.window_ms is None else f"{opts.window_ms / 3_600_000:g}h",
-                             "at": _iso(opts.at_ms if opts.at_ms is not None else data.now_ms or _now_ms())})
+                             **_monitoring_window(data, opts)})
 
 
 def _watched_looked_up(data: ModelData, me: str, opts: Options) -> LookedUp | None:
@@ -697,9 +682,7 @@ def _watched_looked_up(data: ModelData, me: str, opts: Options) -> LookedUp | No
         return data.look_up("pipe", me, ["uid", "utility"],
                             uids=sorted({info.pipe for info in sensors.values() if info.pipe is not None}))
     sensors = data.frame("sensor", me, ["uid", "sensor_id", "pipe_id"])
-    ids = (sensors["sensor_id"] if "sensor_id" in sensors.columns
-           else sensors["uid"].astype(str).str.split(".", n=1).str[-1]).astype("string")
-    use = (ids.notna() & ~ids.duplicated()).to_numpy(dtype=bool)
+    ids, use = _sensor_ids(sensors)
     if counting is not None:
         use = use & np.fromiter((i in counting for i in ids.to_numpy(dtype=object, na_value=None)), bool, len(ids))
     points = data.geoms("sensor", me)[use]
@@ -728,11 +711,22 @@ def _watched_looked_up(data: ModelData, me: str, opts: Options) -> LookedUp | No
                     found.layer[keep], found.fid[keep])
 
 
+def _at_ms(data: ModelData, opts: Options) -> int:
+    """The time readings are counted back from: --at, else the data's own now, else now."""
+    return opts.at_ms if opts.at_ms is not None else (data.now_ms or _now_ms())
+
+
+def _monitoring_window(data: ModelData, opts: Options) -> dict:
+    """The window a monitoring result counted readings in, for its details."""
+    return {"window": None if opts.window_ms is None else f"{opts.window_ms / 3_600_000:g}h",
+            "at": _iso(_at_ms(data, opts))}
+
+
 def _counting_sensors(data: ModelData, opts: Options) -> set[str] | None:
     """The sensors that count: those with a reading in the window before `at` (None: every installed one)."""
     if opts.window_ms is None:
         return None
-    at = opts.at_ms if opts.at_ms is not None else (data.now_ms or _now_ms())
+    at = _at_ms(data, opts)
     return data.reporting(at - opts.window_ms, at)
 
 
@@ -772,15 +766,20 @@ def _watched_pipes(data: ModelData, me: str, opts: Options) -> np.ndarray:
     return watched
 
 
+def _sensor_ids(sensors: pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
+    """Each sensor's id (its `sensor_id`, else its uid without the layer), and which are sensors: one
+    without an id is not a sensor, and one whose id came before already is its duplicate."""
+    ids = (sensors["sensor_id"] if "sensor_id" in sensors.columns
+           else sensors["uid"].astype(str).str.split(".", n=1).str[-1]).astype("string")
+    return ids, (ids.notna() & ~ids.duplicated()).to_numpy(dtype=bool)
+
+
 def _sensor_links(data: ModelData, me: str) -> tuple[np.ndarray, np.ndarray]:
     """Each sensor's id and the row of the pipe it watches (-1: none), as SensorRegistry links them."""
     if "links" not in data._cache:
         sensors = data.frame("sensor", me, ["uid", "sensor_id", "pipe_id"])
         pipes = data.frame("pipe", me, ["uid", "utility"])
-        ids = (sensors["sensor_id"] if "sensor_id" in sensors.columns
-               else sensors["uid"].astype(str).str.split(".", n=1).str[-1]).astype("string")
-        # a sensor without an id is not a sensor; one whose id came before already is its duplicate
-        keep = (ids.notna() & ~ids.duplicated()).to_numpy(dtype=bool)
+        ids, keep = _sensor_ids(sensors)
         pipe_ids = sensors["pipe_id"].astype(object).to_numpy() if "pipe_id" in sensors.columns \
             else np.full(len(sensors), None, dtype=object)
         pipe_uids = pipes["uid"]
@@ -1005,7 +1004,6 @@ def combined_sewer_share(data: ModelData, clip, target: Target, opts: Options) -
         lengths = _lengths(shapely.force_2d(lines.geometries()), clip)
     by_utility = {u: float(lengths[(utility == u).to_numpy(dtype=bool, na_value=False)].sum()) for u in drainage_kinds}
     combined = (utility == "combined").to_numpy(dtype=bool, na_value=False)
-    drainage = np.ones(len(pipes), dtype=bool)
     m = Measured(float(lengths[combined].sum()), float(lengths.sum()), "m",
                  empty_reason="no storm, sewage or combined pipes here", details=by_utility)
     if opts.explain:
@@ -1017,7 +1015,7 @@ def combined_sewer_share(data: ModelData, clip, target: Target, opts: Options) -
         m.marks["combined pipes"] = shapely.multilinestrings(list(shapely.get_parts(geoms[order]))) \
             if len(order) else shapely.MultiLineString()
         m.marks["separate pipes"] = shapely.multilinestrings(
-            list(shapely.get_parts(geoms[drainage & ~combined]))) if (drainage & ~combined).any() \
+            list(shapely.get_parts(geoms[~combined]))) if (~combined).any() \
             else shapely.MultiLineString()
         m.area = clip
     return m
