@@ -29,7 +29,7 @@ import pyarrow as pa
 import shapely
 
 from twin.store import LayerRecord, Store
-from twin.store.geopackage import pooled_reader
+from twin.store.geopackage import CATALOGUE, pooled_reader
 from twin.store.measures import FLAG_COUNTS, LINE_LENGTHS, LineLength
 
 __all__ = ["GeometryColumn", "LayerColumns", "LookedUp", "TRUE_WORDS", "gpkg_geometries", "in_parallel", "split_work"]
@@ -253,6 +253,14 @@ class LookedUp(NamedTuple):
         return LookedUp(frame, GeometryColumn(geoms), layer[key], fid[key])
 
 
+def _looked_up(parts: list[tuple[pd.DataFrame, np.ndarray, np.ndarray]]) -> LookedUp:
+    """The (frame, geometries, fids) found in each layer of a kind, in order, as one LookedUp."""
+    frame = pd.concat([p[0] for p in parts], ignore_index=True)
+    layer = np.concatenate([np.full(len(p[2]), k, dtype=np.int64) for k, p in enumerate(parts)])
+    return LookedUp(frame, GeometryColumn(np.concatenate([p[1] for p in parts])), layer,
+                    np.concatenate([p[2] for p in parts]).astype(np.int64))
+
+
 class LayerColumns:
     """The layers of one kind in a city's store, read a few columns at a time."""
 
@@ -268,8 +276,6 @@ class LayerColumns:
         """The store's layer catalogue (on a GeoPackage, read over the pooled connection)."""
         if type(store).__name__ != "GeoPackageStore":
             return store.layers()
-        from twin.store.geopackage import CATALOGUE
-
         with pooled_reader(store.path) as conn:
             # data_version changes when another connection commits: until then the catalogue is the one read
             version = (conn.serial, conn.execute("PRAGMA data_version").fetchone()[0])
@@ -392,7 +398,7 @@ class LayerColumns:
             return None
         parts = []
         with self._connect() as conn:
-            for order, record in enumerate(self.records):
+            for record in self.records:
                 names, geom = self._table_columns(conn, record.table)
                 rtree = f"rtree_{record.table}_{geom}"
                 indexed = conn.execute("SELECT count(*) FROM sqlite_master WHERE name IN (?, ?)",
@@ -418,26 +424,20 @@ class LayerColumns:
                 rows = conn.execute(f'SELECT {select} FROM "{record.table}" WHERE fid IN '
                                     f"(SELECT value FROM json_each(?)) ORDER BY fid",
                                     (json.dumps(sorted(fids)),)).fetchall()
-                frame = pd.DataFrame.from_records(rows, columns=["fid", *wanted, "geometry"])
-                parts.append((order, frame, self._types(conn, record.table, frame[wanted])))
-        frame = pd.concat([p[2] for p in parts], ignore_index=True)
-        geoms = gpkg_geometries([g for p in parts for g in p[1]["geometry"].tolist()])
-        layer = np.concatenate([np.full(len(p[1]), p[0], dtype=np.int64) for p in parts])
-        fid = np.concatenate([p[1]["fid"].to_numpy(dtype=np.int64) for p in parts])
-        return LookedUp(frame, GeometryColumn(geoms), layer, fid)
+                found = pd.DataFrame.from_records(rows, columns=["fid", *wanted, "geometry"])
+                parts.append((self._types(conn, record.table, found[wanted]),
+                               gpkg_geometries(found["geometry"].tolist()), found["fid"].to_numpy(dtype=np.int64)))
+        return _looked_up(parts)
 
     def _look_up_postgis(self, columns: Sequence[str], uids: Sequence[str],
                          near: tuple[np.ndarray, float] | None) -> "LookedUp | None":
         parts = []
-        for order, record in enumerate(self.records):
+        for record in self.records:
             found = self._postgis.look_up(record.table, columns, uids=uids, near=near)
             if found is None:
                 return None
-            parts.append((order, *found))
-        frame = pd.concat([p[1] for p in parts], ignore_index=True)
-        geoms = np.concatenate([p[2] for p in parts])
-        layer = np.concatenate([np.full(len(p[3]), p[0], dtype=np.int64) for p in parts])
-        return LookedUp(frame, GeometryColumn(geoms), layer, np.concatenate([p[3] for p in parts]))
+            parts.append(found)
+        return _looked_up(parts)
 
     def count_rows(self, conditions: Sequence[Sequence[str]]) -> list[int] | None:
         """For each list of columns, how many features have all of them true (no columns: all features).
