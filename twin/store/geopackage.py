@@ -71,6 +71,11 @@ CREATE TABLE IF NOT EXISTS {EVENTS} (id INTEGER PRIMARY KEY AUTOINCREMENT, time 
 CREATE TABLE IF NOT EXISTS {COUNTS} (outcome TEXT PRIMARY KEY, count INTEGER NOT NULL);
 """
 WRITE_BATCH = 131_072
+# What twin.store.measures keeps beside each layer version, by table (after its table_name).
+_MEASURE_COLUMNS = {
+    LINE_LENGTHS: "by_column TEXT, value TEXT, segments INTEGER NOT NULL, length_m REAL NOT NULL",
+    FLAG_COUNTS: "flags TEXT NOT NULL, count INTEGER NOT NULL",
+}
 # The live tables by the names `Store.read_live` knows: (table, columns, key order).
 _LIVE_TABLES = {
     "observations": (OBSERVATIONS, ("sensor_id", "time", "value", "quality"), "sensor_id, time"),
@@ -322,17 +327,14 @@ class GeoPackageStore:
             try:
                 if "uid" in frame.columns:
                     conn.execute(f'CREATE INDEX "{table}_uid" ON "{table}" (uid)')
-                if sums is not None:
-                    conn.execute(f"CREATE TABLE IF NOT EXISTS {LINE_LENGTHS} (table_name TEXT NOT NULL, "
-                                 f"by_column TEXT, value TEXT, segments INTEGER NOT NULL, length_m REAL NOT NULL)")
-                    conn.execute(f"DELETE FROM {LINE_LENGTHS} WHERE table_name = ?", (table,))
-                    conn.executemany(f"INSERT INTO {LINE_LENGTHS} VALUES (?, ?, ?, ?, ?)",
-                                     [(table, *row) for row in sums])
-                if flags is not None:
-                    conn.execute(f"CREATE TABLE IF NOT EXISTS {FLAG_COUNTS} (table_name TEXT NOT NULL, "
-                                 f"flags TEXT NOT NULL, count INTEGER NOT NULL)")
-                    conn.execute(f"DELETE FROM {FLAG_COUNTS} WHERE table_name = ?", (table,))
-                    conn.executemany(f"INSERT INTO {FLAG_COUNTS} VALUES (?, ?, ?)", [(table, *row) for row in flags])
+                for measures, rows in ((LINE_LENGTHS, sums), (FLAG_COUNTS, flags)):
+                    if rows is None:
+                        continue
+                    values = [(table, *row) for row in rows]
+                    conn.execute(f"CREATE TABLE IF NOT EXISTS {measures} "
+                                 f"(table_name TEXT NOT NULL, {_MEASURE_COLUMNS[measures]})")
+                    conn.execute(f"DELETE FROM {measures} WHERE table_name = ?", (table,))
+                    conn.executemany(f"INSERT INTO {measures} VALUES ({', '.join('?' * len(values[0]))})", values)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -417,7 +419,7 @@ class GeoPackageStore:
         for col in geom_cols:
             conn.execute(f'DROP TABLE IF EXISTS "rtree_{table}_{col}"')
         conn.execute(f'DROP TABLE IF EXISTS "{table}"')
-        for measures in (LINE_LENGTHS, FLAG_COUNTS):
+        for measures in _MEASURE_COLUMNS:
             if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (measures,)).fetchone():
                 conn.execute(f"DELETE FROM {measures} WHERE table_name = ?", (table,))
         for meta in ("gpkg_geometry_columns", "gpkg_extensions", "gpkg_ogr_contents", "gpkg_contents"):
